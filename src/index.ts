@@ -14,6 +14,27 @@ export {
   ensureBackend,
   selectBackend,
 } from "./backend";
+export { type CsvRecord, readCsv } from "./data/csv";
+export {
+  classBalance,
+  type DataFrame,
+  labelRateBy,
+  loadPrepared,
+  type PreparedData,
+  pl,
+  toHtmlTable,
+} from "./data/frame";
+export {
+  balancedWeights,
+  DEEPLOC_REQUIRED,
+  type PrepareOptions,
+  type PrepareProgress,
+  type PrepareResult,
+  type PrepareStats,
+  prepare,
+  splitIndices,
+  summariseLengths,
+} from "./data/prepare";
 export {
   AdapterError,
   BackendError,
@@ -25,3 +46,19 @@ export {
   TokenizerError,
   WeightsError,
 } from "./errors";
+export {
+  type OpenedInput,
+  type OutputDir,
+  openOutputDir,
+  openRead,
+  readText,
+  registerStore,
+  type Store,
+} from "./io/storage";
+export {
+  type BatchEncodeOptions,
+  type BatchEncoding,
+  type EncodeOptions,
+  ESM2_VOCAB,
+  EsmTokenizer,
+} from "./tokenizer/esm-tokenizer";
