@@ -1,0 +1,260 @@
+/**
+ * LoRA as PEFT does it, in one variant: `y = base(x) + B(A(dropout(x))) * alpha / r`
+ * on the Linear layers whose dotted names match `targetModules`, with the base
+ * weights frozen and the classification head trained fully (PEFT's SEQ_CLS
+ * `modules_to_save`).
+ *
+ * A and B are kept transposed (`[in, r]`, `[r, out]`) so the side path is two plain
+ * 2-D matmuls; adapter files use PEFT's `[r, in]` / `[out, r]` layout.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { AdapterError, ConfigError } from "../errors";
+import { SeededRandom } from "../util/random";
+
+/** What LoRA needs from a model's Linear layer (weights stored `[in, out]`). */
+export interface AdaptableLinear {
+  /** Hugging Face dotted module name, e.g. `esm.encoder.layer.0.attention.self.query`. */
+  readonly name: string;
+  /** `[in, out]` */
+  readonly weight: tf.Variable;
+  /** Added to the layer output when set. */
+  adapter?: { apply(x2d: tf.Tensor2D): tf.Tensor2D };
+}
+
+export interface AdaptableModel {
+  namedLinears(): Map<string, AdaptableLinear>;
+  /** Every parameter by Hugging Face key, e.g. `classifier.dense.weight`. */
+  namedVariables(): Map<string, tf.Variable>;
+}
+
+export interface LoraConfig {
+  /** Rank r of the update (default 8). */
+  rank: number;
+  /** Scaling numerator: the update is multiplied by alpha / rank (default 16). */
+  alpha: number;
+  /** Dropout on the adapter input during training (default 0.05). */
+  dropout: number;
+  /** Module names (exact or `.suffix` match) or ONE regular expression matched against the full name. */
+  targetModules: string[] | string;
+  /** Only "none" is supported (biases stay frozen). */
+  bias: "none";
+  /** Top-level modules trained fully and saved with the adapter (default ["classifier"]). */
+  modulesToSave: string[];
+}
+
+export const DEFAULT_LORA: LoraConfig = {
+  rank: 8,
+  alpha: 16,
+  dropout: 0.05,
+  targetModules: ["query", "key", "value"],
+  bias: "none",
+  modulesToSave: ["classifier"],
+};
+
+export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
+  const c: LoraConfig = { ...DEFAULT_LORA, ...partial };
+  const bad = (field: string, value: unknown, accepted: string) =>
+    new ConfigError(`Invalid LoRA ${field}: ${JSON.stringify(value)}; expected ${accepted}`, {
+      field,
+      value,
+    });
+  if (!Number.isInteger(c.rank) || c.rank < 1) throw bad("rank", c.rank, "an integer >= 1");
+  if (!(Number.isFinite(c.alpha) && c.alpha > 0)) throw bad("alpha", c.alpha, "a number > 0");
+  if (!(c.dropout >= 0 && c.dropout < 1)) throw bad("dropout", c.dropout, "a number in [0, 1)");
+  if (c.bias !== "none") throw bad("bias", c.bias, '"none" (the only variant supported)');
+  if (Array.isArray(c.targetModules) ? c.targetModules.length === 0 : c.targetModules === "") {
+    throw bad("targetModules", c.targetModules, "at least one module name or a regular expression");
+  }
+  return c;
+}
+
+/** PEFT's rule: a string is a full-match regex; a list matches exact names or `.suffix`. */
+export function matchesTarget(name: string, targets: string[] | string): boolean {
+  if (typeof targets === "string") return new RegExp(`^(?:${targets})$`).test(name);
+  return targets.some((t) => name === t || name.endsWith(`.${t}`));
+}
+
+/** The Linear layers a config would adapt, by name (for checking before training). */
+export function matchedModules(model: AdaptableModel, targets: string[] | string): string[] {
+  return [...model.namedLinears().keys()].filter((n) => matchesTarget(n, targets));
+}
+
+class LoraAdapter {
+  readonly aT: tf.Variable; // [in, r]
+  readonly bT: tf.Variable; // [r, out]
+  readonly scaling: number;
+  merged = false;
+  private original?: tf.Tensor;
+
+  constructor(
+    readonly target: AdaptableLinear,
+    readonly config: LoraConfig,
+    rng: SeededRandom,
+    readonly isTraining: () => boolean,
+    readonly dropoutSeed: () => number,
+  ) {
+    const [inF, outF] = target.weight.shape as [number, number];
+    const r = config.rank;
+    // kaiming_uniform(a=sqrt(5)) on A [r, in] gives U(-1/sqrt(in), 1/sqrt(in)); B starts at 0.
+    const bound = 1 / Math.sqrt(inF);
+    const a = new Float32Array(inF * r);
+    for (let i = 0; i < a.length; i++) a[i] = (rng.next() * 2 - 1) * bound;
+    // Unnamed: tfjs variable names are global, and one model may be adapted twice.
+    this.aT = tf.variable(tf.tensor2d(a, [inF, r]), true);
+    this.bT = tf.variable(tf.zeros([r, outF]), true);
+    this.scaling = config.alpha / config.rank;
+  }
+
+  apply(x2d: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => {
+      let x: tf.Tensor2D = x2d;
+      if (this.isTraining() && this.config.dropout > 0) {
+        x = tf.dropout(x, this.config.dropout, undefined, this.dropoutSeed()) as tf.Tensor2D;
+      }
+      // [N, in] x [in, r] -> [N, r] x [r, out] -> [N, out]
+      return tf.mul(tf.matMul(tf.matMul(x, this.aT), this.bT), this.scaling) as tf.Tensor2D;
+    });
+  }
+
+  /** The dense update `scaling * (B @ A)^T`, `[in, out]` like the base weight. */
+  delta(): tf.Tensor2D {
+    return tf.tidy(() => tf.mul(tf.matMul(this.aT, this.bT), this.scaling) as tf.Tensor2D);
+  }
+
+  merge(): void {
+    if (this.merged) return;
+    this.original = tf.clone(this.target.weight);
+    const d = this.delta();
+    this.target.weight.assign(tf.tidy(() => tf.add(this.target.weight, d) as tf.Tensor2D));
+    d.dispose();
+    this.target.adapter = undefined;
+    this.merged = true;
+  }
+
+  /** Restores the exact pre-merge weights (a saved copy, not a subtraction). */
+  unmerge(): void {
+    if (!this.merged || !this.original) return;
+    this.target.weight.assign(this.original);
+    this.original.dispose();
+    this.original = undefined;
+    this.target.adapter = this;
+    this.merged = false;
+  }
+
+  dispose(): void {
+    this.aT.dispose();
+    this.bT.dispose();
+    this.original?.dispose();
+  }
+}
+
+export interface ParameterReport {
+  trainable: number;
+  total: number;
+  /** trainable / total * 100 */
+  percent: number;
+}
+
+/**
+ * A model with LoRA adapters injected. Base weights are frozen (`trainable = false`);
+ * the adapters and the `modulesToSave` variables are trainable.
+ */
+export class LoraModel {
+  readonly adapters = new Map<string, LoraAdapter>();
+  training = false;
+  /** Seeds of the dropout masks; its state goes into training checkpoints. */
+  readonly dropoutRng: SeededRandom;
+
+  constructor(
+    readonly model: AdaptableModel,
+    readonly config: LoraConfig,
+    seed = 42,
+  ) {
+    const rng = new SeededRandom(seed);
+    this.dropoutRng = new SeededRandom(seed + 1);
+    const targets = [...model.namedLinears().entries()].filter(([n]) =>
+      matchesTarget(n, config.targetModules),
+    );
+    if (targets.length === 0) {
+      const some = [...model.namedLinears().keys()].slice(0, 6).join(", ");
+      throw new AdapterError(
+        `No module matched the LoRA targets ${JSON.stringify(config.targetModules)}; Linear layers are named like: ${some}, ...`,
+        { targetModules: config.targetModules },
+      );
+    }
+    for (const [name, linear] of targets) {
+      const adapter = new LoraAdapter(
+        linear,
+        config,
+        rng,
+        () => this.training,
+        () => this.dropoutRng.int(2 ** 31),
+      );
+      linear.adapter = adapter;
+      this.adapters.set(name, adapter);
+    }
+    for (const [key, v] of model.namedVariables()) {
+      (v as { trainable: boolean }).trainable = this.isSaved(key);
+    }
+  }
+
+  /** Is this base-model key part of `modulesToSave` (trained fully, saved with the adapter)? */
+  isSaved(key: string): boolean {
+    return this.config.modulesToSave.some((m) => key === m || key.startsWith(`${m}.`));
+  }
+
+  /** Trainable variables by name: adapter A/B (our layout) and the saved modules. */
+  trainableVariables(): Map<string, tf.Variable> {
+    const out = new Map<string, tf.Variable>();
+    for (const [name, a] of this.adapters) {
+      if (a.merged) continue;
+      out.set(`${name}.lora_A.weight`, a.aT);
+      out.set(`${name}.lora_B.weight`, a.bT);
+    }
+    for (const [key, v] of this.model.namedVariables()) if (this.isSaved(key)) out.set(key, v);
+    return out;
+  }
+
+  parameterReport(): ParameterReport {
+    let trainable = 0;
+    let total = 0;
+    for (const [key, v] of this.model.namedVariables()) {
+      total += v.size;
+      if (this.isSaved(key)) trainable += v.size;
+    }
+    for (const a of this.adapters.values()) {
+      const n = a.aT.size + a.bT.size;
+      total += n;
+      trainable += n;
+    }
+    return { trainable, total, percent: (100 * trainable) / total };
+  }
+
+  /** Fold every adapter into its base weight (faster inference, plain checkpoint). */
+  merge(): void {
+    for (const a of this.adapters.values()) a.merge();
+  }
+
+  /** Undo `merge()` exactly. */
+  unmerge(): void {
+    for (const a of this.adapters.values()) a.unmerge();
+  }
+
+  /** Remove the adapters (after merging, or to get the base model back). */
+  dispose(): void {
+    for (const a of this.adapters.values()) {
+      if (a.target.adapter === a) a.target.adapter = undefined;
+      a.dispose();
+    }
+    this.adapters.clear();
+  }
+}
+
+/** Inject LoRA into a model (PEFT's `get_peft_model`). */
+export function applyLora(
+  model: AdaptableModel,
+  config: Partial<LoraConfig> = {},
+  seed = 42,
+): LoraModel {
+  return new LoraModel(model, resolveLoraConfig(config), seed);
+}
