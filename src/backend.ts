@@ -9,6 +9,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { BackendError } from "./errors";
+import { ensureGradients } from "./gradients";
+
+// Training needs gradient functions, which tfjs-core alone does not register in Node.
+ensureGradients();
 
 export const BACKEND_NAMES = ["tensorflow-gpu", "tensorflow", "wasm", "cpu"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];

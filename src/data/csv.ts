@@ -13,7 +13,7 @@ export interface CsvRecord {
   line: number;
 }
 
-export async function* readCsv(stream: Readable): AsyncGenerator<CsvRecord> {
+export async function* readCsv(stream: Readable): AsyncGenerator<CsvRecord, void, undefined> {
   const decoder = new StringDecoder("utf8");
   let fields: string[] = [];
   let field = "";

@@ -1,0 +1,52 @@
+/** Training primitives: optimizer, schedule, clipping, loss, metrics, batching, I/O. */
+export type { Batch, BatchPlanOptions, Example } from "./batching";
+export {
+  batchesPerEpoch,
+  collate,
+  epochBatches,
+  epochSeed,
+  PAD_ID,
+  planBatches,
+} from "./batching";
+export type { CheckpointData, CheckpointInfo, TensorRecord } from "./checkpoint-io";
+export {
+  checkpointPath,
+  isCompleteCheckpoint,
+  latestCheckpoint,
+  listCheckpoints,
+  pruneCheckpoints,
+  readCheckpoint,
+  removeStaleTemporaries,
+  saveCheckpoint,
+  writeCheckpoint,
+} from "./checkpoint-io";
+export type { ClipResult } from "./clip";
+export { clipGradNorm, globalGradNorm } from "./clip";
+export type { HistoryEvent, HistoryWriterOptions } from "./history";
+export { HistoryWriter, parseHistory, readHistory } from "./history";
+export type { CrossEntropyOptions } from "./loss";
+export { balancedClassWeights, crossEntropy } from "./loss";
+export type { BinaryMetrics, RocCurve } from "./metrics";
+export {
+  accuracy,
+  binaryMetrics,
+  confusionMatrix,
+  matthewsCorrcoef,
+  mccFromConfusion,
+  predictFromScores,
+  rocAuc,
+  rocCurve,
+} from "./metrics";
+export type { AdamWOptions, AdamWParamState, AdamWState } from "./optimizer";
+export {
+  AdamW,
+  adamWStateFromRecords,
+  adamWStateToRecords,
+  isDecayParameter,
+} from "./optimizer";
+export type { LinearScheduleOptions, LrSchedule } from "./schedule";
+export {
+  linearScheduleWithWarmup,
+  linearWarmupLambda,
+  resolveWarmupSteps,
+} from "./schedule";
