@@ -1,0 +1,401 @@
+/**
+ * The weighted trainer: HF Trainer semantics (AdamW with decoupled weight decay on
+ * weights only, linear schedule with warmup stepped per optimizer step, global-norm
+ * clipping, loss / accumulation steps with summed gradients), class-weighted
+ * cross-entropy, optional gradient checkpointing, length-bucketed batches, seeded and
+ * resumable: checkpoints at optimizer-step boundaries hold the trainable weights, the
+ * optimizer state and every random state, so a resumed run ends on the same weights.
+ */
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { ConfigError } from "../errors";
+import type { LoraModel } from "../lora/lora";
+import { type Batch, batchesPerEpoch, type Example, epochBatches } from "./batching";
+import {
+  latestCheckpoint,
+  readCheckpoint,
+  removeStaleTemporaries,
+  saveCheckpoint,
+  type TensorRecord,
+} from "./checkpoint-io";
+import { clipGradNorm } from "./clip";
+import { type EvalResult, evaluate } from "./evaluate";
+import { HistoryWriter } from "./history";
+import { balancedClassWeights } from "./loss";
+import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
+import { linearScheduleWithWarmup } from "./schedule";
+import { type ClassifierModel, lossAndGradients, type MicroBatch } from "./step";
+
+export interface TrainConfig {
+  learningRate: number;
+  weightDecay: number;
+  /** Micro-batch size. */
+  batchSize: number;
+  epochs: number;
+  /** Stop after this many optimizer steps (overrides epochs for the schedule). */
+  maxSteps?: number;
+  warmupSteps?: number;
+  warmupRatio?: number;
+  maxGradNorm: number;
+  gradientAccumulationSteps: number;
+  gradientCheckpointing: boolean;
+  /** "balanced" (n / (classes * count) from the training labels), "none", or explicit weights. */
+  classWeights: "balanced" | "none" | number[];
+  seed: number;
+  /** Save a checkpoint every N optimizer steps (0: only at epoch ends and the end). */
+  saveSteps: number;
+  /** Keep this many checkpoints (default 2). */
+  saveTotalLimit: number;
+  /** Evaluate at the end of each epoch when eval data is given. */
+  evalEachEpoch: boolean;
+  evalBatchSize: number;
+}
+
+export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
+  learningRate: 1e-4,
+  weightDecay: 0.01,
+  batchSize: 8,
+  epochs: 1,
+  maxGradNorm: 1.0,
+  gradientAccumulationSteps: 1,
+  gradientCheckpointing: false,
+  classWeights: "balanced",
+  seed: 42,
+  saveSteps: 0,
+  saveTotalLimit: 2,
+  evalEachEpoch: true,
+  evalBatchSize: 16,
+};
+
+export type TrainEvent =
+  | {
+      type: "start";
+      totalSteps: number;
+      stepsPerEpoch: number;
+      examples: number;
+      trainable: number;
+      total: number;
+      classWeights: number[] | null;
+      resumedFrom: number | null;
+    }
+  | {
+      type: "step";
+      step: number;
+      totalSteps: number;
+      epoch: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokensPerSecond: number;
+      elapsedSeconds: number;
+    }
+  | { type: "eval"; step: number; epoch: number; metrics: EvalResult["metrics"] }
+  | { type: "checkpoint"; step: number; path: string }
+  | { type: "end"; step: number; interrupted: boolean; elapsedSeconds: number };
+
+export interface TrainOptions extends Partial<TrainConfig> {
+  model: ClassifierModel;
+  /** LoRA wrapper of `model`: its adapters and saved modules are trained. Without it, every
+   * variable marked trainable is (full fine-tuning). */
+  lora?: LoraModel;
+  train: readonly Example[];
+  eval?: readonly Example[];
+  /** Directory for `checkpoints/` and `history.jsonl`. */
+  outDir: string;
+  /** Continue from the latest checkpoint in `outDir/checkpoints`. */
+  resume?: boolean;
+  onEvent?: (event: TrainEvent) => void;
+  /** Aborting stops after the current optimizer step, saving a checkpoint. */
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  step: number;
+  interrupted: boolean;
+  lastEval?: EvalResult;
+  history: string;
+}
+
+function resolveConfig(o: Partial<TrainConfig>): TrainConfig {
+  const c: TrainConfig = { ...DEFAULT_TRAIN_CONFIG };
+  for (const [k, v] of Object.entries(o))
+    if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
+  const bad = (field: string, value: unknown, accepted: string) =>
+    new ConfigError(`Invalid ${field}: ${JSON.stringify(value)}; expected ${accepted}`, {
+      field,
+      value,
+    });
+  const posInt = (f: keyof TrainConfig) => {
+    const v = c[f] as number;
+    if (!Number.isInteger(v) || v < 1) throw bad(f, v, "an integer >= 1");
+  };
+  posInt("batchSize");
+  posInt("epochs");
+  posInt("gradientAccumulationSteps");
+  posInt("saveTotalLimit");
+  posInt("evalBatchSize");
+  if (!(c.learningRate > 0)) throw bad("learningRate", c.learningRate, "a number > 0");
+  if (!(c.weightDecay >= 0)) throw bad("weightDecay", c.weightDecay, "a number >= 0");
+  if (!(c.maxGradNorm > 0)) throw bad("maxGradNorm", c.maxGradNorm, "a number > 0");
+  if (c.maxSteps !== undefined && (!Number.isInteger(c.maxSteps) || c.maxSteps < 1)) {
+    throw bad("maxSteps", c.maxSteps, "an integer >= 1");
+  }
+  if (!Number.isInteger(c.saveSteps) || c.saveSteps < 0)
+    throw bad("saveSteps", c.saveSteps, "an integer >= 0");
+  if (
+    typeof c.classWeights === "string" &&
+    c.classWeights !== "balanced" &&
+    c.classWeights !== "none"
+  ) {
+    throw bad("classWeights", c.classWeights, '"balanced", "none" or a list of numbers');
+  }
+  return c;
+}
+
+function toTensors(b: Batch): MicroBatch {
+  return {
+    inputIds: tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], "int32"),
+    attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], "int32"),
+    labels: tf.tensor1d(b.labels, "int32"),
+  };
+}
+
+function disposeBatch(b: MicroBatch): void {
+  tf.dispose([b.inputIds, b.attentionMask, b.labels]);
+}
+
+function addInto(acc: Map<string, tf.Tensor>, grads: Map<string, tf.Tensor>): void {
+  for (const [name, g] of grads) {
+    const prev = acc.get(name);
+    if (prev) {
+      acc.set(name, tf.add(prev, g));
+      prev.dispose();
+      g.dispose();
+    } else {
+      acc.set(name, g);
+    }
+  }
+}
+
+interface ResumeState {
+  step: number;
+  epoch: number;
+  /** Micro-batches of `epoch` already consumed. */
+  microBatch: number;
+  dropoutRng: number | null;
+  tokens: number;
+}
+
+/** Train; returns when done, or after a checkpoint when `signal` aborts. */
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const cfg = resolveConfig(options);
+  const { model, lora } = options;
+  const emit = options.onEvent ?? (() => undefined);
+  if (options.train.length === 0) throw new ConfigError("No training examples", {});
+
+  const params = lora ? lora.trainableVariables() : trainableOf(model);
+  if (params.size === 0) throw new ConfigError("Nothing to train: no trainable variables", {});
+  const numLabels = Math.max(...options.train.map((e) => e.label)) + 1;
+  let classWeights: number[] | undefined;
+  if (cfg.classWeights === "balanced") {
+    classWeights = balancedClassWeights(
+      options.train.map((e) => e.label),
+      Math.max(numLabels, 2),
+    );
+  } else if (Array.isArray(cfg.classWeights)) {
+    classWeights = cfg.classWeights;
+  }
+
+  const microPerEpoch = batchesPerEpoch(options.train.length, cfg.batchSize);
+  const stepsPerEpoch = Math.ceil(microPerEpoch / cfg.gradientAccumulationSteps);
+  const totalSteps = cfg.maxSteps ?? stepsPerEpoch * cfg.epochs;
+  const epochs = Math.ceil(totalSteps / stepsPerEpoch);
+  const schedule = linearScheduleWithWarmup({
+    lr: cfg.learningRate,
+    totalSteps,
+    warmupSteps: cfg.warmupSteps,
+    warmupRatio: cfg.warmupRatio,
+  });
+  const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
+  const dropoutRng = lora?.dropoutRng;
+
+  const ckptRoot = path.join(options.outDir, "checkpoints");
+  const state: ResumeState = { step: 0, epoch: 0, microBatch: 0, dropoutRng: null, tokens: 0 };
+  let resumedFrom: number | null = null;
+  if (options.resume) {
+    removeStaleTemporaries(ckptRoot);
+    const latest = latestCheckpoint(ckptRoot);
+    if (latest) {
+      const data = readCheckpoint(latest.path);
+      const saved = data.state as ResumeState & { optimizer: unknown; totalSteps: number };
+      if (saved.totalSteps !== totalSteps) {
+        throw new ConfigError(
+          `Cannot resume from ${latest.path}: it was made for ${saved.totalSteps} optimizer steps, this run has ${totalSteps} (different data, batch size, accumulation or epochs)`,
+          { checkpoint: latest.path },
+        );
+      }
+      for (const [name, v] of params) {
+        const rec = data.tensors[`param/${name}`];
+        if (!rec)
+          throw new ConfigError(`Checkpoint ${latest.path} lacks parameter ${name}`, { name });
+        v.assign(tf.tensor(rec.data, rec.shape));
+      }
+      optimizer.importState(adamWStateFromRecords(data.tensors, saved.optimizer as never));
+      Object.assign(state, {
+        step: saved.step,
+        epoch: saved.epoch,
+        microBatch: saved.microBatch,
+        dropoutRng: saved.dropoutRng,
+        tokens: saved.tokens,
+      });
+      if (dropoutRng && saved.dropoutRng !== null) dropoutRng.setState(saved.dropoutRng);
+      resumedFrom = saved.step;
+    }
+  }
+  const history = new HistoryWriter(path.join(options.outDir, "history.jsonl"), {
+    append: resumedFrom !== null,
+  });
+
+  const report = lora?.parameterReport();
+  emit({
+    type: "start",
+    totalSteps,
+    stepsPerEpoch,
+    examples: options.train.length,
+    trainable: report?.trainable ?? [...params.values()].reduce((a, v) => a + v.size, 0),
+    total: report?.total ?? [...model.namedVariables().values()].reduce((a, v) => a + v.size, 0),
+    classWeights: classWeights ?? null,
+    resumedFrom,
+  });
+
+  const save = () => {
+    const tensors: Record<string, TensorRecord> = {};
+    for (const [name, v] of params) {
+      tensors[`param/${name}`] = { shape: [...v.shape], data: new Float32Array(v.dataSync()) };
+    }
+    const opt = adamWStateToRecords(optimizer.exportState());
+    Object.assign(tensors, opt.tensors);
+    const info = saveCheckpoint(
+      ckptRoot,
+      state.step,
+      {
+        tensors,
+        state: {
+          ...state,
+          dropoutRng: dropoutRng?.getState() ?? null,
+          optimizer: opt.meta,
+          totalSteps,
+        },
+      },
+      { saveTotalLimit: cfg.saveTotalLimit },
+    );
+    history.write({ type: "checkpoint", step: state.step, path: info.path });
+    emit({ type: "checkpoint", step: state.step, path: info.path });
+  };
+
+  const started = performance.now();
+  const startTokens = state.tokens;
+  let lastEval: EvalResult | undefined;
+  let interrupted = false;
+  if (lora) lora.training = true;
+  try {
+    outer: for (let epoch = state.epoch; epoch < epochs; epoch++) {
+      const skip = epoch === state.epoch ? state.microBatch : 0;
+      let micro = 0;
+      let acc = new Map<string, tf.Tensor>();
+      let accLoss = 0;
+      let inWindow = 0;
+      for (const batch of epochBatches(options.train, {
+        batchSize: cfg.batchSize,
+        seed: cfg.seed,
+        epoch,
+      })) {
+        micro++;
+        if (micro <= skip) continue;
+        const t = toTensors(batch);
+        const r = lossAndGradients(model, params, t, {
+          classWeights,
+          lossScale: 1 / cfg.gradientAccumulationSteps,
+          gradientCheckpointing: cfg.gradientCheckpointing,
+          dropoutRng,
+        });
+        disposeBatch(t);
+        addInto(acc, r.grads);
+        accLoss += r.loss;
+        inWindow++;
+        state.tokens += batch.attentionMask.reduce((a, m) => a + m, 0);
+        const windowDone = micro % cfg.gradientAccumulationSteps === 0 || micro === microPerEpoch;
+        if (!windowDone) continue;
+
+        const lr = schedule.lrAt(optimizer.stepCount);
+        const clipped = clipGradNorm(acc, cfg.maxGradNorm);
+        optimizer.step(clipped.grads, lr);
+        tf.dispose([...acc.values(), ...clipped.grads.values()]);
+        acc = new Map();
+        state.step++;
+        state.epoch = epoch;
+        state.microBatch = micro;
+        const elapsed = (performance.now() - started) / 1000;
+        const ev = {
+          type: "step" as const,
+          step: state.step,
+          totalSteps,
+          epoch: epoch + micro / microPerEpoch,
+          loss: accLoss / inWindow,
+          lr,
+          gradNorm: clipped.totalNorm,
+          tokensPerSecond: (state.tokens - startTokens) / Math.max(elapsed, 1e-9),
+          elapsedSeconds: elapsed,
+        };
+        accLoss = 0;
+        inWindow = 0;
+        history.write(ev);
+        emit(ev);
+        if (micro === microPerEpoch) {
+          state.epoch = epoch + 1;
+          state.microBatch = 0;
+        }
+        const last = state.step >= totalSteps;
+        if (options.signal?.aborted) {
+          interrupted = true;
+          save();
+          break outer;
+        }
+        if (cfg.saveSteps > 0 && state.step % cfg.saveSteps === 0 && !last) save();
+        if (last) break;
+        // Let timers, signals and progress output run between steps.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      tf.dispose([...acc.values()]);
+      if (options.eval && options.eval.length > 0 && cfg.evalEachEpoch) {
+        if (lora) lora.training = false;
+        lastEval = evaluate(model, options.eval, { batchSize: cfg.evalBatchSize, classWeights });
+        if (lora) lora.training = true;
+        const ev = {
+          type: "eval" as const,
+          step: state.step,
+          epoch: epoch + 1,
+          metrics: lastEval.metrics,
+        };
+        history.write(ev);
+        emit(ev);
+      }
+      if (state.step >= totalSteps) break;
+      if (epoch + 1 < epochs) save();
+    }
+    if (!interrupted) save();
+  } finally {
+    if (lora) lora.training = false;
+    history.close();
+  }
+  const elapsedSeconds = (performance.now() - started) / 1000;
+  emit({ type: "end", step: state.step, interrupted, elapsedSeconds });
+  return { step: state.step, interrupted, lastEval, history: history.path };
+}
+
+/** Variables marked trainable (full fine-tuning). */
+function trainableOf(model: ClassifierModel): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  for (const [name, v] of model.namedVariables()) if (v.trainable) out.set(name, v);
+  return out;
+}
