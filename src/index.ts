@@ -35,6 +35,7 @@ export {
   splitIndices,
   summariseLengths,
 } from "./data/prepare";
+export * from "./display";
 export {
   AdapterError,
   BackendError,
@@ -55,6 +56,8 @@ export {
   registerStore,
   type Store,
 } from "./io/storage";
+export * from "./kernel";
+export * from "./lora";
 export {
   type BatchEncodeOptions,
   type BatchEncoding,
@@ -62,3 +65,4 @@ export {
   ESM2_VOCAB,
   EsmTokenizer,
 } from "./tokenizer/esm-tokenizer";
+export * from "./train";

@@ -5,6 +5,7 @@
  */
 import { isEsmKitError } from "../errors";
 import { demoCommand } from "./demo-command";
+import { kernelCommand } from "./kernel-command";
 import { prepareCommand } from "./prepare-command";
 
 export interface Command {
@@ -16,6 +17,7 @@ export interface Command {
 const COMMANDS: Record<string, Command> = {
   prepare: prepareCommand,
   demo: demoCommand,
+  kernel: kernelCommand,
 };
 
 function help(): string {

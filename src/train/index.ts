@@ -22,6 +22,7 @@ export {
 } from "./checkpoint-io";
 export type { ClipResult } from "./clip";
 export { clipGradNorm, globalGradNorm } from "./clip";
+export { type EvalResult, evaluate } from "./evaluate";
 export type { HistoryEvent, HistoryWriterOptions } from "./history";
 export { HistoryWriter, parseHistory, readHistory } from "./history";
 export type { CrossEntropyOptions } from "./loss";
@@ -50,3 +51,19 @@ export {
   linearWarmupLambda,
   resolveWarmupSteps,
 } from "./schedule";
+export {
+  type ClassifierModel,
+  forwardLogits,
+  lossAndGradients,
+  type MicroBatch,
+  type StepOptions,
+  type StepResult,
+} from "./step";
+export {
+  DEFAULT_TRAIN_CONFIG,
+  type TrainConfig,
+  type TrainEvent,
+  type TrainOptions,
+  type TrainResult,
+  train,
+} from "./trainer";

@@ -1,0 +1,21 @@
+/** LoRA as PEFT does it, and PEFT adapter files. */
+export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  loadAdapter,
+  peftConfigJson,
+  readAdapterConfig,
+  saveAdapter,
+} from "./adapter-io";
+export {
+  type AdaptableLinear,
+  type AdaptableModel,
+  applyLora,
+  DEFAULT_LORA,
+  type LoraConfig,
+  LoraModel,
+  matchedModules,
+  matchesTarget,
+  type ParameterReport,
+  resolveLoraConfig,
+} from "./lora";
