@@ -6,7 +6,9 @@
 import { isEsmKitError } from "../errors";
 import { demoCommand } from "./demo-command";
 import { kernelCommand } from "./kernel-command";
+import { predictCommand } from "./predict-command";
 import { prepareCommand } from "./prepare-command";
+import { serveCommand } from "./serve-command";
 
 export interface Command {
   summary: string;
@@ -18,6 +20,8 @@ const COMMANDS: Record<string, Command> = {
   prepare: prepareCommand,
   demo: demoCommand,
   kernel: kernelCommand,
+  predict: predictCommand,
+  serve: serveCommand,
 };
 
 function help(): string {

@@ -1,0 +1,295 @@
+import { once } from "node:events";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { readCsv } from "../data/csv";
+import { ConfigError, DataError } from "../errors";
+import { openRead, readText } from "../io/storage";
+import { parseFasta, quoteId } from "../serve/fasta";
+import { toPrediction } from "../serve/prediction";
+import { loadPredictor, type Predictor } from "../serve/predictor";
+import { normaliseSequence, TOO_LONG_POLICIES, type TooLongPolicy } from "../serve/sequences";
+import type { Command } from "./main";
+import { numberFlag } from "./main";
+
+const USAGE = `Usage: esmkit predict --model DIR (--sequence S | --fasta FILE | --csv FILE) [options]
+
+Classify protein sequences; one output row per sequence, in input order.
+
+  --model DIR               model directory                                required
+  --sequence S              a sequence (repeatable; ids seq1, seq2, ...)
+  --fasta FILE|URL          FASTA: multi-line records, lowercase, a final "*", CRLF
+  --csv FILE|URL            CSV with an id and a sequence column
+  --id-column NAME          CSV id column (without it: "id", else the row number)
+  --sequence-column NAME    CSV sequence column                            sequence
+  --format jsonl|csv        output format                                  jsonl
+  --out FILE                output file (written whole or not at all)      stdout
+  --batch-size N            sequences per model call                       8
+  --too-long POLICY         truncate | reject sequences over the model's   truncate
+                            max length (truncated rows say "truncated": true)
+  --quiet                   no summary on stderr
+
+JSON Lines rows: {"id", "label", "score", "probabilities": {label: p, ...},
+"truncated", "length"}; CSV columns: id, label, score, p_<label> per class,
+truncated, length (residues before truncation).
+`;
+
+interface InputRecord {
+  id: string;
+  raw: string;
+  where: string;
+}
+
+/** CSV cell: quoted when it holds a separator, a quote or a line break. */
+function csvCell(v: string): string {
+  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+}
+
+function findColumn(header: string[], name: string): number {
+  const exact = header.indexOf(name);
+  if (exact >= 0) return exact;
+  return header.findIndex((h) => h.trim().toLowerCase() === name.toLowerCase());
+}
+
+async function* csvRecords(
+  location: string,
+  idColumn: string | undefined,
+  sequenceColumn: string,
+): AsyncGenerator<InputRecord> {
+  const input = await openRead(location);
+  let header: string[] | undefined;
+  let idIdx = -1;
+  let seqIdx = -1;
+  let row = 0;
+  for await (const rec of readCsv(input.stream)) {
+    if (!header) {
+      header = rec.fields;
+      const found = header.map((h) => JSON.stringify(h)).join(", ");
+      seqIdx = findColumn(header, sequenceColumn);
+      if (seqIdx < 0) {
+        throw new DataError(
+          `${input.displayName}: no column "${sequenceColumn}" (--sequence-column); found: ${found}`,
+          { column: sequenceColumn },
+        );
+      }
+      idIdx = findColumn(header, idColumn ?? "id");
+      if (idIdx < 0 && idColumn !== undefined) {
+        throw new DataError(
+          `${input.displayName}: no column "${idColumn}" (--id-column); found: ${found}`,
+          { column: idColumn },
+        );
+      }
+      continue;
+    }
+    row++;
+    const id = idIdx >= 0 ? (rec.fields[idIdx] ?? "") : String(row);
+    yield {
+      id,
+      raw: rec.fields[seqIdx] ?? "",
+      where: `${input.displayName} line ${rec.line} (id ${quoteId(id)})`,
+    };
+  }
+  if (!header) throw new DataError(`${input.displayName} is empty`, {});
+}
+
+async function* fastaRecords(location: string): AsyncGenerator<InputRecord> {
+  const records = parseFasta(await readText(location), { source: location });
+  if (records.length === 0) throw new DataError(`${location}: no FASTA records`, {});
+  for (const r of records) {
+    yield {
+      id: r.id,
+      raw: r.sequence,
+      where: `${location} record ${quoteId(r.id)} (line ${r.line})`,
+    };
+  }
+}
+
+async function* sequenceRecords(sequences: string[]): AsyncGenerator<InputRecord> {
+  for (let i = 0; i < sequences.length; i++) {
+    yield { id: `seq${i + 1}`, raw: sequences[i]!, where: `--sequence #${i + 1}` };
+  }
+}
+
+interface Output {
+  write(text: string): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/** stdout, or a file written under a temporary name and renamed when complete. */
+function openOutput(out: string | undefined): Output {
+  if (!out) {
+    return {
+      async write(text) {
+        if (!process.stdout.write(text)) await once(process.stdout, "drain");
+      },
+      async commit() {},
+      async abort() {},
+    };
+  }
+  const partial = `${out}.partial-${process.pid}`;
+  const stream: WriteStream = createWriteStream(partial);
+  const failed = once(stream, "error").then(([e]) => {
+    throw e;
+  });
+  failed.catch(() => {});
+  const close = () => new Promise<void>((resolve) => stream.end(resolve));
+  return {
+    async write(text) {
+      if (!stream.write(text)) await Promise.race([once(stream, "drain"), failed]);
+    },
+    async commit() {
+      await Promise.race([close(), failed]);
+      await rename(partial, out);
+    },
+    async abort() {
+      stream.destroy();
+      await rm(partial, { force: true });
+    },
+  };
+}
+
+interface PredictRunOptions {
+  batchSize: number;
+  tooLong: TooLongPolicy;
+  format: "jsonl" | "csv";
+}
+
+/** Predict every record in batches and write rows; returns counts. */
+async function predictAll(
+  predictor: Predictor,
+  records: AsyncIterable<InputRecord>,
+  output: Output,
+  options: PredictRunOptions,
+): Promise<{ rows: number; truncated: number }> {
+  const labels = predictor.labels;
+  if (options.format === "csv") {
+    const cols = ["id", "label", "score", ...labels.map((l) => `p_${l}`), "truncated", "length"];
+    await output.write(`${cols.map(csvCell).join(",")}\n`);
+  }
+  let rows = 0;
+  let truncated = 0;
+  let batch: InputRecord[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const seqs = batch.map((r) =>
+      normaliseSequence(r.raw, {
+        maxLength: predictor.maxLength,
+        tooLong: options.tooLong,
+        where: r.where,
+      }),
+    );
+    const probs = await predictor.predict(seqs.map((s) => s.sequence));
+    const lines: string[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const p = toPrediction(probs[i]!, seqs[i]!.truncated);
+      const length = seqs[i]!.length;
+      if (p.truncated) truncated++;
+      if (options.format === "jsonl") {
+        lines.push(JSON.stringify({ id: batch[i]!.id, ...p, length }));
+      } else {
+        const cells = [
+          batch[i]!.id,
+          p.label,
+          String(p.score),
+          ...labels.map((l) => String(p.probabilities[l])),
+          String(p.truncated),
+          String(length),
+        ];
+        lines.push(cells.map(csvCell).join(","));
+      }
+    }
+    rows += batch.length;
+    batch = [];
+    await output.write(`${lines.join("\n")}\n`);
+  };
+  for await (const r of records) {
+    batch.push(r);
+    if (batch.length >= options.batchSize) await flush();
+  }
+  await flush();
+  return { rows, truncated };
+}
+
+export const predictCommand: Command = {
+  summary: "classify sequences (--sequence, FASTA or CSV) -> JSON Lines or CSV",
+  usage: USAGE,
+  async run(argv) {
+    const { values: v } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        model: { type: "string" },
+        sequence: { type: "string", multiple: true },
+        fasta: { type: "string" },
+        csv: { type: "string" },
+        "id-column": { type: "string" },
+        "sequence-column": { type: "string" },
+        format: { type: "string" },
+        out: { type: "string" },
+        "batch-size": { type: "string" },
+        "too-long": { type: "string" },
+        quiet: { type: "boolean" },
+      },
+    });
+    const sources = [
+      v.sequence ? "--sequence" : "",
+      v.fasta ? "--fasta" : "",
+      v.csv ? "--csv" : "",
+    ];
+    const given = sources.filter(Boolean);
+    if (!v.model || given.length !== 1) {
+      const why = !v.model
+        ? "--model is required"
+        : given.length === 0
+          ? "give one of --sequence, --fasta, --csv"
+          : `give only one of --sequence, --fasta, --csv (got ${given.join(", ")})`;
+      process.stderr.write(`esmkit predict: ${why}\n\n${USAGE}`);
+      return 2;
+    }
+    const format = v.format ?? "jsonl";
+    if (format !== "jsonl" && format !== "csv") {
+      throw new ConfigError(`--format expects jsonl or csv, got "${format}"`, { format });
+    }
+    const tooLong = v["too-long"] ?? "truncate";
+    if (!TOO_LONG_POLICIES.includes(tooLong as TooLongPolicy)) {
+      throw new ConfigError(
+        `--too-long expects one of ${TOO_LONG_POLICIES.join(", ")}, got "${tooLong}"`,
+        { tooLong },
+      );
+    }
+    const batchSize = numberFlag("batch-size", v["batch-size"]) ?? 8;
+    if (batchSize < 1) throw new ConfigError(`--batch-size must be >= 1, got ${batchSize}`, {});
+    if (v.csv === undefined && (v["id-column"] || v["sequence-column"])) {
+      throw new ConfigError("--id-column and --sequence-column apply to --csv only", {});
+    }
+
+    const started = Date.now();
+    const predictor = await loadPredictor(v.model);
+    const records = v.sequence
+      ? sequenceRecords(v.sequence)
+      : v.fasta
+        ? fastaRecords(v.fasta)
+        : csvRecords(v.csv!, v["id-column"], v["sequence-column"] ?? "sequence");
+    const output = openOutput(v.out);
+    let result: { rows: number; truncated: number };
+    try {
+      result = await predictAll(predictor, records, output, {
+        batchSize,
+        tooLong: tooLong as TooLongPolicy,
+        format,
+      });
+      await output.commit();
+    } catch (e) {
+      await output.abort();
+      throw e;
+    }
+    if (!v.quiet) {
+      process.stderr.write(
+        `esmkit predict: ${result.rows} sequences (${result.truncated} truncated to ${predictor.maxLength - 2} residues) in ${((Date.now() - started) / 1000).toFixed(1)} s -> ${v.out ?? "stdout"}\n`,
+      );
+    }
+    return 0;
+  },
+};

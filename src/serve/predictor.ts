@@ -1,0 +1,44 @@
+/**
+ * The seam between serving and the model: everything in `src/serve` talks to a
+ * `Predictor`, never to ESM-2 directly, so the HTTP server, the micro-batcher and the
+ * `predict` command are tested with a fake and the real model plugs in through
+ * `setPredictorLoader`.
+ */
+
+/** Class probabilities for one sequence, in `labels` order; they sum to 1. */
+export interface ClassProbabilities {
+  labels: string[];
+  probabilities: number[];
+}
+
+export interface Predictor {
+  /** Class names in id2label order, e.g. ["0", "1"] or ["non-membrane", "membrane"]. */
+  readonly labels: string[];
+  /** Most tokens per sequence including <cls> and <eos> (residues = maxLength - 2). */
+  readonly maxLength: number;
+  /** One call is one batch; the answer has one entry per sequence, in order. */
+  predict(sequences: string[]): Promise<ClassProbabilities[]>;
+}
+
+export type PredictorLoader = (dir: string) => Promise<Predictor>;
+
+/** The ESM-2 loader (imported lazily: the HTTP layer does not need TensorFlow.js). */
+const esm2: PredictorLoader = async (dir) => {
+  const { loadEsmPredictor } = await import("./model-predictor");
+  return loadEsmPredictor(dir);
+};
+
+let loader: PredictorLoader = esm2;
+
+/**
+ * Register how `--model DIR` becomes a Predictor (a fake in tests); `undefined`
+ * restores the default, the ESM-2 loader.
+ */
+export function setPredictorLoader(fn: PredictorLoader | undefined): void {
+  loader = fn ?? esm2;
+}
+
+/** Load the predictor for a model directory with the registered loader. */
+export function loadPredictor(dir: string): Promise<Predictor> {
+  return loader(dir);
+}

@@ -1,0 +1,199 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { test } from "node:test";
+import { predictCommand } from "../../src/cli/predict-command";
+import { serveCommand } from "../../src/cli/serve-command";
+import { DataError, EsmKitError } from "../../src/errors";
+import { InvalidSequenceError } from "../../src/serve/errors";
+import { setPredictorLoader } from "../../src/serve/predictor";
+import { FakePredictor, fakeProbabilities } from "./fake-predictor";
+
+const LABELS = ["non-membrane", "membrane"];
+let lastPredictor: FakePredictor | undefined;
+let loadedFrom: string | undefined;
+
+function useFake(maxLength = 12) {
+  setPredictorLoader(async (dir) => {
+    loadedFrom = dir;
+    lastPredictor = new FakePredictor({ labels: LABELS, maxLength });
+    return lastPredictor;
+  });
+}
+
+async function tmp() {
+  return mkdtemp(path.join(tmpdir(), "esmkit-predict-"));
+}
+
+test("the default (ESM-2) loader fails clearly on a directory that is not a model", async () => {
+  setPredictorLoader(undefined);
+  const dir = await tmp();
+  const notModel = await tmp();
+  await assert.rejects(
+    predictCommand.run(["--model", notModel, "--sequence", "MKT", "--out", path.join(dir, "o")]),
+    (e: unknown) => e instanceof EsmKitError && /config\.json/.test(e.message),
+  );
+  await assert.rejects(serveCommand.run(["--model", notModel, "--port", "0"]), /config\.json/);
+  assert.deepEqual(await readdir(dir), [], "no output file on failure");
+});
+
+test("--fasta -> JSON Lines: ids, labels, every class probability, truncation flagged", async () => {
+  useFake(12); // 10 residues
+  const dir = await tmp();
+  const fasta = path.join(dir, "in.fa");
+  await writeFile(fasta, ">P1 first\r\nmktay\r\niakq*\r\n\r\n>P2\nACDEFGHIKLMNPQ\n>P3\nLLV\n");
+  const out = path.join(dir, "out.jsonl");
+  const code = await predictCommand.run([
+    "--model",
+    "model-dir",
+    "--fasta",
+    fasta,
+    "--out",
+    out,
+    "--batch-size",
+    "2",
+    "--quiet",
+  ]);
+  assert.equal(code, 0);
+  assert.equal(loadedFrom, "model-dir");
+  assert.deepEqual(lastPredictor!.calls, [["MKTAYIAKQ", "ACDEFGHIKL"], ["LLV"]]);
+  const rows = (await readFile(out, "utf8"))
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    rows.map((r) => [r.id, r.truncated, r.length]),
+    [
+      ["P1", false, 9],
+      ["P2", true, 14],
+      ["P3", false, 3],
+    ],
+  );
+  const p = fakeProbabilities("ACDEFGHIKL", 2);
+  assert.deepEqual(rows[1].probabilities, { "non-membrane": p[0], membrane: p[1] });
+  assert.equal(rows[1].label, p[1]! > p[0]! ? "membrane" : "non-membrane");
+  assert.deepEqual(Object.keys(rows[0]), [
+    "id",
+    "label",
+    "score",
+    "probabilities",
+    "truncated",
+    "length",
+  ]);
+  assert.deepEqual(await readdir(dir), ["in.fa", "out.jsonl"], "no partial file left");
+});
+
+test("--csv with named columns -> CSV with a probability column per class", async () => {
+  useFake(1024);
+  const dir = await tmp();
+  const csv = path.join(dir, "in.csv");
+  await writeFile(csv, 'ACC,Sequence\r\n"P,1",MKTAY\r\nP2,llvva*\r\n');
+  const out = path.join(dir, "out.csv");
+  const args = [
+    "--model",
+    "m",
+    "--csv",
+    csv,
+    "--id-column",
+    "ACC",
+    "--sequence-column",
+    "Sequence",
+  ];
+  assert.equal(await predictCommand.run([...args, "--format", "csv", "--out", out, "--quiet"]), 0);
+  const lines = (await readFile(out, "utf8")).trimEnd().split("\n");
+  assert.equal(lines[0], "id,label,score,p_non-membrane,p_membrane,truncated,length");
+  const p = fakeProbabilities("LLVVA", 2);
+  assert.equal(
+    lines[2],
+    `P2,${p[1]! > p[0]! ? "membrane" : "non-membrane"},${Math.max(...p)},${p[0]},${p[1]},false,5`,
+  );
+  assert.match(lines[1]!, /^"P,1",/);
+
+  // Without --id-column: an "id" column, else row numbers; column names match case-insensitively.
+  const numbered = path.join(dir, "numbered.jsonl");
+  assert.equal(
+    await predictCommand.run(["--model", "m", "--csv", csv, "--out", numbered, "--quiet"]),
+    0,
+  );
+  const ids = (await readFile(numbered, "utf8"))
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l).id);
+  assert.deepEqual(ids, ["1", "2"]);
+  const nocol = path.join(dir, "nocol.csv");
+  await writeFile(nocol, "name,seq\nA,MKT\n");
+  await assert.rejects(
+    predictCommand.run(["--model", "m", "--csv", nocol, "--out", out]),
+    (e: unknown) =>
+      e instanceof DataError &&
+      e.message === `${nocol}: no column "sequence" (--sequence-column); found: "name", "seq"`,
+  );
+  const bad = path.join(dir, "bad.csv");
+  await writeFile(bad, "id,sequence\nA,MKT\nB,MK1T\n");
+  await assert.rejects(
+    predictCommand.run(["--model", "m", "--csv", bad, "--out", path.join(dir, "bad.jsonl")]),
+    (e: unknown) =>
+      e instanceof InvalidSequenceError &&
+      e.message.startsWith(`${bad} line 3 (id "B"): invalid character "1" at position 3`),
+  );
+  assert.ok(
+    (await readdir(dir)).every((f) => !f.startsWith("bad.jsonl")),
+    "no output (nor partial file) on failure",
+  );
+});
+
+test("--sequence is repeatable (ids seq1, seq2, ...); usage errors exit 2 or name the bad value", async () => {
+  useFake(1024);
+  const dir = await tmp();
+  const out = path.join(dir, "o.jsonl");
+  assert.equal(
+    await predictCommand.run([
+      "--model",
+      "m",
+      "--sequence",
+      "MKT",
+      "--sequence",
+      "aaa",
+      "--out",
+      out,
+      "--quiet",
+    ]),
+    0,
+  );
+  const rows = (await readFile(out, "utf8"))
+    .trimEnd()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    rows.map((r) => r.id),
+    ["seq1", "seq2"],
+  );
+  const stderr = process.stderr.write;
+  process.stderr.write = () => true;
+  try {
+    assert.equal(await predictCommand.run(["--model", "m"]), 2);
+    assert.equal(await predictCommand.run(["--model", "m", "--sequence", "A", "--fasta", "f"]), 2);
+  } finally {
+    process.stderr.write = stderr;
+  }
+  await assert.rejects(
+    predictCommand.run(["--model", "m", "--sequence", "A", "--format", "xml"]),
+    /--format expects jsonl or csv, got "xml"/,
+  );
+  await assert.rejects(
+    predictCommand.run(["--model", "m", "--sequence", "A", "--too-long", "drop"]),
+    /--too-long expects one of truncate, reject, got "drop"/,
+  );
+  await assert.rejects(
+    predictCommand.run(["--model", "m", "--sequence", "A", "--batch-size", "x"]),
+    /--batch-size expects an integer, got "x"/,
+  );
+  const fa = path.join(dir, "bad.fa");
+  await writeFile(fa, "MKT\n>a\nMKT\n");
+  await assert.rejects(
+    predictCommand.run(["--model", "m", "--fasta", fa, "--out", out]),
+    new RegExp(`${fa}: line 1: sequence data before the first ">" header`),
+  );
+  setPredictorLoader(undefined);
+});
