@@ -58,6 +58,8 @@ export {
 } from "./io/storage";
 export * from "./kernel";
 export * from "./lora";
+export * from "./model";
+export * from "./serve";
 export {
   type BatchEncodeOptions,
   type BatchEncoding,

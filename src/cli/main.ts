@@ -5,10 +5,12 @@
  */
 import { isEsmKitError } from "../errors";
 import { demoCommand } from "./demo-command";
+import { evaluateCommand } from "./evaluate-command";
 import { kernelCommand } from "./kernel-command";
 import { predictCommand } from "./predict-command";
 import { prepareCommand } from "./prepare-command";
 import { serveCommand } from "./serve-command";
+import { trainCommand } from "./train-command";
 
 export interface Command {
   summary: string;
@@ -18,6 +20,8 @@ export interface Command {
 
 const COMMANDS: Record<string, Command> = {
   prepare: prepareCommand,
+  train: trainCommand,
+  evaluate: evaluateCommand,
   demo: demoCommand,
   kernel: kernelCommand,
   predict: predictCommand,

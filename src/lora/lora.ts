@@ -52,7 +52,8 @@ export const DEFAULT_LORA: LoraConfig = {
 };
 
 export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
-  const c: LoraConfig = { ...DEFAULT_LORA, ...partial };
+  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
+  const c: LoraConfig = { ...DEFAULT_LORA, ...given };
   const bad = (field: string, value: unknown, accepted: string) =>
     new ConfigError(`Invalid LoRA ${field}: ${JSON.stringify(value)}; expected ${accepted}`, {
       field,

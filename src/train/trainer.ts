@@ -387,6 +387,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   } finally {
     if (lora) lora.training = false;
     history.close();
+    optimizer.dispose();
   }
   const elapsedSeconds = (performance.now() - started) / 1000;
   emit({ type: "end", step: state.step, interrupted, elapsedSeconds });

@@ -1,0 +1,210 @@
+/**
+ * The whole fine-tuning job behind `esmkit train` (and the demo): load the prepared
+ * data and the base model, inject LoRA, train, evaluate, and write
+ * `model/` (merged, Hugging Face format), `adapter/` (PEFT), `metrics.json`,
+ * `history.jsonl` and `checkpoints/`.
+ */
+import { existsSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { type BackendChoice, describeBackend, ensureBackend } from "../backend";
+import { loadPrepared } from "../data/frame";
+import { ConfigError } from "../errors";
+import { saveAdapter } from "../lora/adapter-io";
+import { applyLora, type LoraConfig, type LoraModel } from "../lora/lora";
+import { ESM2_PRESET_NAMES, type Esm2PresetName, esm2Config } from "../model/config";
+import { Esm2Model } from "../model/esm2";
+import { fromPretrained } from "../model/pretrained";
+import type { Example } from "./batching";
+import type { EvalResult } from "./evaluate";
+import { type TrainConfig, type TrainEvent, train } from "./trainer";
+
+export interface FineTuneOptions extends Partial<TrainConfig> {
+  /** Output of `esmkit prepare` (train.parquet, test.parquet). */
+  data: string;
+  /** Hub id or local directory of the base model. */
+  model: string;
+  out: string;
+  /** LoRA settings, or false for full fine-tuning. */
+  lora?: Partial<LoraConfig> | false;
+  /** Truncate examples to this many tokens (<cls>/<eos> included); default 512. */
+  maxLength?: number;
+  /** Use at most this many training / evaluation examples (quick runs, CI). */
+  limitTrain?: number;
+  limitEval?: number;
+  /** When the base model cannot be loaded from the Hub, use random weights of the same size. */
+  randomIfUnavailable?: boolean;
+  backend?: BackendChoice;
+  resume?: boolean;
+  signal?: AbortSignal;
+  onEvent?: (event: TrainEvent) => void;
+  /** Human-readable notes (backend, random weights, frozen embeddings). */
+  onMessage?: (message: string) => void;
+}
+
+export interface FineTuneResult {
+  out: string;
+  randomWeights: boolean;
+  metrics?: EvalResult["metrics"];
+  interrupted: boolean;
+  step: number;
+  files: string[];
+}
+
+/** Presets by Hub id and short name, for random-weight fallbacks. */
+function presetFor(id: string): Esm2PresetName | undefined {
+  const short = id.split("/").pop()!;
+  return (ESM2_PRESET_NAMES as readonly string[]).includes(short)
+    ? (short as Esm2PresetName)
+    : undefined;
+}
+
+/** Load the base model; with `randomIfUnavailable`, fall back to random weights of a known size. */
+export async function loadBaseModel(
+  id: string,
+  options: { randomIfUnavailable?: boolean; seed?: number; onMessage?: (m: string) => void } = {},
+): Promise<{ model: Esm2Model; randomWeights: boolean }> {
+  const say = options.onMessage ?? (() => undefined);
+  try {
+    const model = await fromPretrained(id, { seed: options.seed, onWarning: say });
+    return { model, randomWeights: false };
+  } catch (e) {
+    const preset = presetFor(id);
+    if (!options.randomIfUnavailable || !preset || existsSync(id)) throw e;
+    say(
+      [
+        "*".repeat(78),
+        `* RANDOM WEIGHTS: could not load ${id} (${(e as Error).message.split("\n")[0]!.slice(0, 120)}).`,
+        `* Using randomly initialised weights of the ${preset} architecture instead.`,
+        "* Results show that the pipeline works; they say nothing about ESM-2's accuracy.",
+        "*".repeat(78),
+      ].join("\n"),
+    );
+    const model = Esm2Model.random(esm2Config(preset), { seed: options.seed ?? 42 });
+    model.nameOrPath = id;
+    return { model, randomWeights: true };
+  }
+}
+
+function truncate(ids: ArrayLike<number>, maxLength: number): number[] {
+  const a = Array.from(ids);
+  if (a.length <= maxLength) return a;
+  // Keep <cls> + the first residues, and close with the original <eos>.
+  return [...a.slice(0, maxLength - 1), a[a.length - 1]!];
+}
+
+/** Examples from a prepared split (input_ids + label columns). */
+export function examplesFrom(
+  frame: { getColumn(name: string): { toArray(): unknown[] }; columns: string[] },
+  options: { maxLength: number; limit?: number; where: string },
+): Example[] {
+  for (const c of ["input_ids", "label"]) {
+    if (!frame.columns.includes(c)) {
+      throw new ConfigError(
+        `${options.where} has no "${c}" column (columns: ${frame.columns.join(", ")}); run "esmkit prepare"`,
+        {
+          where: options.where,
+        },
+      );
+    }
+  }
+  const ids = frame.getColumn("input_ids").toArray() as number[][];
+  const labels = frame.getColumn("label").toArray() as number[];
+  const n = Math.min(ids.length, options.limit ?? Number.POSITIVE_INFINITY);
+  const out: Example[] = [];
+  for (let i = 0; i < n; i++)
+    out.push({ inputIds: truncate(ids[i]!, options.maxLength), label: Number(labels[i]) });
+  return out;
+}
+
+export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
+  const say = options.onMessage ?? (() => undefined);
+  const backend = await ensureBackend({ backend: options.backend });
+  say(`backend: ${describeBackend(backend)}`);
+  const maxLength = options.maxLength ?? 512;
+  if (!Number.isInteger(maxLength) || maxLength < 3) {
+    throw new ConfigError(`Invalid maxLength: ${maxLength}; expected an integer >= 3`, {
+      maxLength,
+    });
+  }
+  const data = await loadPrepared(options.data);
+  const trainSet = examplesFrom(data.train, {
+    maxLength,
+    limit: options.limitTrain,
+    where: `${options.data}/train.parquet`,
+  });
+  const evalSet = examplesFrom(data.test, {
+    maxLength,
+    limit: options.limitEval,
+    where: `${options.data}/test.parquet`,
+  });
+  say(
+    `data: ${trainSet.length} training and ${evalSet.length} evaluation examples from ${options.data}`,
+  );
+
+  const { model, randomWeights } = await loadBaseModel(options.model, {
+    randomIfUnavailable: options.randomIfUnavailable,
+    seed: options.seed,
+    onMessage: say,
+  });
+  let lora: LoraModel | undefined;
+  try {
+    if (options.lora !== false) {
+      lora = applyLora(model, options.lora ?? {}, options.seed ?? 42);
+      const r = lora.parameterReport();
+      say(
+        `LoRA r=${lora.config.rank} alpha=${lora.config.alpha} on ${lora.adapters.size} layers: ` +
+          `${r.trainable.toLocaleString("en")} trainable of ${r.total.toLocaleString("en")} parameters (${r.percent.toFixed(2)} %)`,
+      );
+    } else if (backend.name === "wasm") {
+      // wasm has no UnsortedSegmentSum kernel, which the embedding (gather) gradient needs.
+      const emb = model.namedVariables().get("esm.embeddings.word_embeddings.weight");
+      if (emb) (emb as { trainable: boolean }).trainable = false;
+      say(
+        "full fine-tuning on wasm: word embeddings are frozen (the wasm backend lacks the kernel for their gradient)",
+      );
+    }
+    const result = await train({
+      ...options,
+      model,
+      lora,
+      train: trainSet,
+      eval: evalSet,
+      outDir: options.out,
+    });
+    const files = ["history.jsonl", "checkpoints/"];
+    if (!result.interrupted) {
+      if (lora) {
+        saveAdapter(lora, model, path.join(options.out, "adapter"), { baseModel: options.model });
+        files.push("adapter/");
+        lora.merge();
+      }
+      await model.savePretrained(path.join(options.out, "model"));
+      files.push("model/");
+      const metrics = {
+        model: options.model,
+        randomWeights,
+        backend: backend.name,
+        steps: result.step,
+        trainExamples: trainSet.length,
+        evalExamples: evalSet.length,
+        eval: result.lastEval?.metrics ?? null,
+      };
+      writeFileSync(
+        path.join(options.out, "metrics.json"),
+        `${JSON.stringify(metrics, null, 2)}\n`,
+      );
+      files.push("metrics.json");
+    }
+    return {
+      out: options.out,
+      randomWeights,
+      metrics: result.lastEval?.metrics,
+      interrupted: result.interrupted,
+      step: result.step,
+      files,
+    };
+  } finally {
+    lora?.dispose();
+    model.dispose();
+  }
+}

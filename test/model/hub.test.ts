@@ -1,0 +1,390 @@
+/**
+ * Hub downloads against a real local HTTP server (port 0) that behaves like
+ * huggingface.co: `resolve` URLs answer HEAD with X-Repo-Commit and ETag, LFS files
+ * redirect to a CDN on another origin with X-Linked-Etag (sha256) and X-Linked-Size,
+ * the CDN honours Range, missing files get 404 EntryNotFound, unknown or private repos
+ * 401 RepoNotFound.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { after, before, beforeEach, test } from "node:test";
+import * as tf from "@tensorflow/tfjs-core";
+import { selectBackend } from "../../src/backend";
+import { StorageError, WeightsError } from "../../src/errors";
+import {
+  type DownloadProgress,
+  type Esm2Model,
+  type FromPretrainedOptions,
+  fromPretrained,
+} from "../../src/model";
+import { REPO_ROOT } from "../helpers/python";
+
+const FIXTURES = path.join(REPO_ROOT, "test", "fixtures", "model");
+const COMMIT = "0123456789abcdef0123456789abcdef01234567";
+const TOKEN = "hf_esmkit_test_secret";
+
+interface HubFile {
+  body: Buffer;
+  lfs: boolean;
+  sha256: string;
+}
+interface Repo {
+  files: Map<string, HubFile>;
+  private?: boolean;
+}
+interface Seen {
+  method: string;
+  url: string;
+  server: "hub" | "cdn";
+  authorization: string | undefined;
+  range: string | undefined;
+}
+
+function repoFrom(dir: string, extra: Record<string, Buffer> = {}): Repo {
+  const files = new Map<string, HubFile>();
+  const add = (name: string, body: Buffer) =>
+    files.set(name, {
+      body,
+      lfs: name.endsWith(".safetensors") || name.endsWith(".bin"),
+      sha256: createHash("sha256").update(body).digest("hex"),
+    });
+  for (const f of readdirSync(dir))
+    if (!f.endsWith(".json") || f === "config.json" || f.includes("index"))
+      add(f, readFileSync(path.join(dir, f)));
+  for (const [name, body] of Object.entries(extra)) add(name, body);
+  return { files };
+}
+
+const tinyConfig = readFileSync(path.join(FIXTURES, "tiny", "config.json"));
+const repos: Record<string, Repo> = {
+  "test-org/tiny": repoFrom(path.join(FIXTURES, "tiny")),
+  "test-org/sharded": repoFrom(path.join(FIXTURES, "odd")),
+  "test-org/private": { ...repoFrom(path.join(FIXTURES, "tiny")), private: true },
+  "test-org/bin-only": {
+    files: new Map([
+      ["config.json", { body: tinyConfig, lfs: false, sha256: "" }],
+      ["pytorch_model.bin.index.json", { body: Buffer.from("{}"), lfs: false, sha256: "" }],
+    ]),
+  },
+  "test-org/no-config": { files: new Map() },
+};
+
+const seen: Seen[] = [];
+/** Bytes after which the CDN drops the connection once (then resets to Infinity). */
+let cutAfter = Number.POSITIVE_INFINITY;
+let hub: Server;
+let cdn: Server;
+let hubUrl = "";
+let cdnUrl = "";
+const tmp = mkdtempSync(path.join(tmpdir(), "esmkit-hub-"));
+
+function record(server: Seen["server"], req: IncomingMessage): void {
+  seen.push({
+    method: req.method ?? "",
+    url: req.url ?? "",
+    server,
+    authorization: req.headers.authorization,
+    range: req.headers.range,
+  });
+}
+
+function serveHub(req: IncomingMessage, res: ServerResponse): void {
+  record("hub", req);
+  const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(req.url ?? "");
+  const repo = m ? repos[m[1]!] : undefined;
+  if (!m || !repo || (repo.private && req.headers.authorization !== `Bearer ${TOKEN}`)) {
+    res.writeHead(401, { "x-error-code": "RepoNotFound" }).end();
+    return;
+  }
+  const file = repo.files.get(decodeURIComponent(m[3]!));
+  const common = { "x-repo-commit": COMMIT };
+  if (!file) {
+    res.writeHead(404, { ...common, "x-error-code": "EntryNotFound" }).end();
+    return;
+  }
+  if (file.lfs) {
+    res
+      .writeHead(302, {
+        ...common,
+        location: `${cdnUrl}/blobs/${file.sha256}`,
+        etag: `"${createHash("sha1").update(file.body).digest("hex")}"`,
+        "x-linked-etag": `"${file.sha256}"`,
+        "x-linked-size": String(file.body.length),
+      })
+      .end();
+    return;
+  }
+  const etag = `"${createHash("sha1").update(file.body).digest("hex")}"`;
+  res.writeHead(200, { ...common, etag, "content-length": String(file.body.length) });
+  res.end(req.method === "HEAD" ? undefined : file.body);
+}
+
+function serveCdn(req: IncomingMessage, res: ServerResponse): void {
+  record("cdn", req);
+  const sha = /^\/blobs\/([0-9a-f]{64})$/.exec(req.url ?? "")?.[1];
+  const file = Object.values(repos)
+    .flatMap((r) => [...r.files.values()])
+    .find((f) => f.sha256 === sha);
+  if (!file) {
+    res.writeHead(404).end();
+    return;
+  }
+  let start = 0;
+  const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
+  if (range) start = Number(range[1]);
+  const body = file.body.subarray(start);
+  const headers: Record<string, string> = { "content-length": String(body.length) };
+  if (range)
+    headers["content-range"] = `bytes ${start}-${file.body.length - 1}/${file.body.length}`;
+  res.writeHead(range ? 206 : 200, headers);
+  if (cutAfter < body.length) {
+    const n = cutAfter;
+    cutAfter = Number.POSITIVE_INFINITY;
+    // Let the client consume the bytes before the connection drops.
+    res.write(body.subarray(0, n), () => setTimeout(() => res.destroy(), 200));
+    return;
+  }
+  res.end(body);
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+before(async () => {
+  await selectBackend({ backend: "wasm" });
+  hub = createServer(serveHub);
+  cdn = createServer(serveCdn);
+  hubUrl = await listen(hub);
+  cdnUrl = await listen(cdn);
+});
+after(async () => {
+  await new Promise((r) => hub.close(r));
+  await new Promise((r) => cdn.close(r));
+  rmSync(tmp, { recursive: true, force: true });
+});
+beforeEach(() => {
+  seen.length = 0;
+  cutAfter = Number.POSITIVE_INFINITY;
+});
+
+let cacheCount = 0;
+/** Options for a fresh cache, given through the environment as users would. */
+function fresh(env: Record<string, string> = {}): FromPretrainedOptions & { cache: string } {
+  const home = path.join(tmp, `home-${cacheCount++}`);
+  return {
+    cache: path.join(home, "hub"),
+    env: { HF_HOME: home, HF_ENDPOINT: hubUrl, ...env },
+    onProgress: false,
+    onWarning: () => {},
+  };
+}
+
+const tinyInputs = JSON.parse(readFileSync(path.join(FIXTURES, "tiny", "inputs.json"), "utf8"));
+function logits(model: Esm2Model): number[] {
+  const out = model.forward({
+    inputIds: tinyInputs.input_ids,
+    attentionMask: tinyInputs.attention_mask,
+  });
+  const values = Array.from(out.logits.dataSync());
+  tf.dispose([out.lastHiddenState, out.logits]);
+  model.dispose();
+  return values;
+}
+
+test("downloads into the huggingface_hub cache layout (HF_HOME, HF_ENDPOINT) with progress", async () => {
+  const o = fresh();
+  const progress: DownloadProgress[] = [];
+  const model = await fromPretrained("test-org/tiny", {
+    ...o,
+    onProgress: (p) => progress.push(p),
+  });
+  assert.deepEqual(logits(model), logits(await fromPretrained(path.join(FIXTURES, "tiny"))));
+
+  const repoDir = path.join(o.cache, "models--test-org--tiny");
+  assert.equal(readFileSync(path.join(repoDir, "refs", "main"), "utf8"), COMMIT);
+  const weights = path.join(repoDir, "snapshots", COMMIT, "model.safetensors");
+  assert.ok(lstatSync(weights).isSymbolicLink());
+  const sha = repos["test-org/tiny"]!.files.get("model.safetensors")!.sha256;
+  assert.equal(readlinkSync(weights), path.join("..", "..", "blobs", sha));
+  assert.ok(existsSync(path.join(repoDir, "snapshots", COMMIT, "config.json")));
+  // The weights came from the CDN, not the Hub origin.
+  assert.ok(seen.some((s) => s.server === "cdn" && s.url === `/blobs/${sha}`));
+  const last = progress.filter((p) => p.file === "model.safetensors").at(-1)!;
+  assert.deepEqual(last, {
+    repoId: "test-org/tiny",
+    file: "model.safetensors",
+    bytesDone: statSync(weights).size,
+    bytesTotal: statSync(weights).size,
+    done: true,
+  });
+
+  seen.length = 0;
+  logits(await fromPretrained("test-org/tiny", o));
+  assert.deepEqual(seen, [], "a cached model must load without any request");
+});
+
+test("HF_HUB_OFFLINE uses the cache only, and says clearly when a file is absent", async () => {
+  const o = fresh();
+  logits(await fromPretrained("test-org/tiny", o));
+  seen.length = 0;
+  const offline = { ...o, env: { ...o.env, HF_HUB_OFFLINE: "1" } };
+  logits(await fromPretrained("test-org/tiny", offline));
+  await assert.rejects(fromPretrained("test-org/sharded", offline), (e: unknown) => {
+    assert.ok(e instanceof StorageError);
+    assert.match(
+      e.message,
+      /test-org\/sharded\/config\.json \(revision "main"\) is not in the cache at .*models--test-org--sharded and offline mode is on \(HF_HUB_OFFLINE\)/,
+    );
+    return true;
+  });
+  assert.deepEqual(seen, []);
+});
+
+test("HF_TOKEN goes as a bearer header to the Hub only, never to the CDN", async () => {
+  await assert.rejects(fromPretrained("test-org/private", fresh()), (e: unknown) => {
+    assert.ok(e instanceof StorageError);
+    assert.match(
+      e.message,
+      /Repository test-org\/private not found on .*, or it is private or gated \(HTTP 401\).*set HF_TOKEN/,
+    );
+    return true;
+  });
+  seen.length = 0;
+  logits(await fromPretrained("test-org/private", fresh({ HF_TOKEN: TOKEN })));
+  const hubRequests = seen.filter((s) => s.server === "hub");
+  assert.ok(hubRequests.length >= 2);
+  assert.ok(hubRequests.every((s) => s.authorization === `Bearer ${TOKEN}`));
+  assert.ok(seen.filter((s) => s.server === "cdn").every((s) => s.authorization === undefined));
+
+  // The file `huggingface-cli login` writes under HF_HOME works too.
+  const viaFile = fresh();
+  mkdirSync(path.dirname(viaFile.cache), { recursive: true });
+  writeFileSync(path.join(path.dirname(viaFile.cache), "token"), `${TOKEN}\n`);
+  logits(await fromPretrained("test-org/private", viaFile));
+
+  await assert.rejects(
+    fromPretrained("test-org/private", fresh({ HF_TOKEN: "hf_wrong" })),
+    (e: unknown) => {
+      assert.ok(e instanceof StorageError);
+      assert.match(e.message, /the token sent was refused/);
+      assert.doesNotMatch(e.message + JSON.stringify(e.context), /hf_wrong/);
+      return true;
+    },
+  );
+});
+
+test("an interrupted download resumes with a Range request and is verified", async () => {
+  const o = fresh();
+  const file = repos["test-org/tiny"]!.files.get("model.safetensors")!;
+  cutAfter = 50_000;
+  await assert.rejects(fromPretrained("test-org/tiny", o), (e: unknown) => {
+    assert.ok(e instanceof StorageError);
+    assert.match(
+      e.message,
+      /Download of test-org\/tiny\/model\.safetensors was interrupted after 50000 of \d+ bytes .*run again to resume/,
+    );
+    return true;
+  });
+  const partial = path.join(
+    o.cache,
+    "models--test-org--tiny",
+    "blobs",
+    `${file.sha256}.incomplete`,
+  );
+  assert.equal(statSync(partial).size, 50_000);
+  seen.length = 0;
+  logits(await fromPretrained("test-org/tiny", o));
+  const get = seen.find((s) => s.server === "cdn");
+  assert.equal(get?.range, "bytes=50000-");
+  assert.ok(!existsSync(partial));
+  const blob = path.join(o.cache, "models--test-org--tiny", "blobs", file.sha256);
+  assert.ok(readFileSync(blob).equals(file.body));
+});
+
+test("a corrupt partial download fails the sha256 check and is removed", async () => {
+  const o = fresh();
+  const file = repos["test-org/tiny"]!.files.get("model.safetensors")!;
+  const blobs = path.join(o.cache, "models--test-org--tiny", "blobs");
+  mkdirSync(blobs, { recursive: true });
+  const partial = path.join(blobs, `${file.sha256}.incomplete`);
+  writeFileSync(partial, Buffer.alloc(1000, 7)); // wrong bytes
+  await assert.rejects(fromPretrained("test-org/tiny", o), (e: unknown) => {
+    assert.ok(e instanceof StorageError);
+    assert.match(
+      e.message,
+      /is corrupt: sha256 [0-9a-f]{64} but the Hub says [0-9a-f]{64}; the partial file was removed/,
+    );
+    return true;
+  });
+  assert.ok(!existsSync(partial));
+  logits(await fromPretrained("test-org/tiny", o));
+});
+
+test("a missing file or repository is a clear 404/401 error", async () => {
+  await assert.rejects(fromPretrained("test-org/no-config", fresh()), (e: unknown) => {
+    assert.ok(e instanceof StorageError);
+    assert.match(
+      e.message,
+      /File config\.json not found in test-org\/no-config at revision "main" \(HTTP 404 from http:\/\/127\.0\.0\.1:\d+\)/,
+    );
+    assert.equal(e.context.status, 404);
+    return true;
+  });
+  await assert.rejects(
+    fromPretrained("test-org/unknown", fresh()),
+    /Repository test-org\/unknown not found/,
+  );
+});
+
+test("a repo with only pickled .bin weights says safetensors are needed", async () => {
+  const o = fresh();
+  await assert.rejects(fromPretrained("test-org/bin-only", o), (e: unknown) => {
+    assert.ok(e instanceof WeightsError);
+    assert.match(
+      e.message,
+      /test-org\/bin-only \(revision "main"\) has no safetensors weights \(neither model\.safetensors nor model\.safetensors\.index\.json; it has pytorch_model\.bin\.index\.json\)/,
+    );
+    assert.match(
+      e.message,
+      /M\.from_pretrained\('test-org\/bin-only'\)\.save_pretrained\('bin-only-safetensors'\)/,
+    );
+    return true;
+  });
+  // The absences are cached the way huggingface_hub does.
+  assert.ok(
+    existsSync(
+      path.join(o.cache, "models--test-org--bin-only", ".no_exist", COMMIT, "model.safetensors"),
+    ),
+  );
+});
+
+test("sharded safetensors with an index load from the Hub", async () => {
+  const o = fresh();
+  const model = await fromPretrained("test-org/sharded", o);
+  assert.equal(model.config.numLabels, 3);
+  const local = await fromPretrained(path.join(FIXTURES, "odd"));
+  assert.deepEqual(logits(model), logits(local));
+  const names = seen.filter((s) => s.server === "cdn").map((s) => s.url);
+  assert.equal(names.length, 2, "both shards downloaded");
+  seen.length = 0;
+  logits(await fromPretrained("test-org/sharded", o));
+  assert.deepEqual(seen, []);
+});
