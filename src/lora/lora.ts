@@ -9,6 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { AdapterError, ConfigError } from "../errors";
+import { matMul2d } from "../model/fast-grad";
 import { SeededRandom } from "../util/random";
 
 /** What LoRA needs from a model's Linear layer (weights stored `[in, out]`). */
@@ -113,7 +114,10 @@ class LoraAdapter {
         x = tf.dropout(x, this.config.dropout, undefined, this.dropoutSeed()) as tf.Tensor2D;
       }
       // [N, in] x [in, r] -> [N, r] x [r, out] -> [N, out]
-      return tf.mul(tf.matMul(tf.matMul(x, this.aT), this.bT), this.scaling) as tf.Tensor2D;
+      return tf.mul(
+        matMul2d(matMul2d(x, this.aT as tf.Tensor2D), this.bT as tf.Tensor2D),
+        this.scaling,
+      ) as tf.Tensor2D;
     });
   }
 

@@ -20,6 +20,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { ConfigError, DataError, WeightsError } from "../errors";
 import { SeededRandom } from "../util/random";
 import type { EsmConfig } from "./config";
+import { attention, dense, recordingGradients } from "./fast-grad";
 import {
   INV_FREQ_KEY,
   initialValues,
@@ -59,11 +60,7 @@ export class Linear {
   /** `[N, in] -> [N, out]`. */
   apply(x: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
-      const y = tf.fused.matMul({
-        a: x,
-        b: this.weight,
-        bias: this.bias ?? undefined,
-      }) as tf.Tensor2D;
+      const y = dense(x, this.weight, this.bias, this.weight.trainable);
       return this.adapter ? tf.add(y, this.adapter.apply(x)) : y;
     });
   }
@@ -144,7 +141,7 @@ interface LmHead {
 const MASK_VALUE = -3.4028234663852886e38;
 
 /** Sequence lengths above which per-head attention is used under "auto" (see `attend`). */
-const PER_HEAD_MIN_LENGTH = 129;
+const PER_HEAD_MIN_LENGTH = 384;
 
 /**
  * ESM-2 encoder with a sequence-classification head and, when the checkpoint has one,
@@ -427,8 +424,10 @@ export class Esm2Model {
    *   [8, 20,  64, 16]     23 ms     49 ms
    *   [1, 20, 256, 64]    162 ms     32 ms
    *
-   * 2-D matmuls take wasm's fast kernel but pay per-op overhead, so "auto" uses
-   * per-head above 128 tokens and the batched matmul below. Per-head also never holds
+   * 2-D matmuls take wasm's fast kernel but pay per-op overhead (the unstack/stack
+   * copies included). Whole 8M forward passes on an idle machine decided the cut:
+   * 8 x 256 batched 3.6 s vs per-head 4.9 s; 8 x 512 batched 11.4 s vs per-head 10.0 s.
+   * So "auto" uses per-head from 384 tokens and the batched matmul below. Per-head also never holds
    * the whole `[B, nh, L, L]` score tensor (168 MB at 8 x 512 for the 8M model).
    * A whole 8M-model layer at 8 x 512 (machine under load from other jobs): per-head
    * 1.5-1.9 s, batched 1.9-2.3 s. The cpu backend was slower on both, per-head
@@ -443,10 +442,9 @@ export class Esm2Model {
     const [B, nh, L, hd] = qh.shape;
     const perHead =
       this.attention === "per-head" || (this.attention === "auto" && L >= PER_HEAD_MIN_LENGTH);
-    if (!perHead) {
-      const scores = tf.add(tf.matMul(qh, kT), additiveMask); // [B, nh, L, L]
-      return tf.matMul(tf.softmax(scores), vh); // [B, nh, L, hd]
-    }
+    // Under a gradient tape, always the batched path: its hand-written backward pass is
+    // far faster than differentiating the per-head graph (see fast-grad.ts).
+    if (!perHead || recordingGradients()) return attention(qh, kT, vh, additiveMask);
     const qs = tf.unstack(tf.reshape(qh, [B * nh, L, hd])) as tf.Tensor2D[]; // [L, hd] each
     const ks = tf.unstack(tf.reshape(kT, [B * nh, hd, L])) as tf.Tensor2D[]; // [hd, L] each
     const vs = tf.unstack(tf.reshape(vh, [B * nh, L, hd])) as tf.Tensor2D[]; // [L, hd] each

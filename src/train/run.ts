@@ -73,7 +73,8 @@ export async function loadBaseModel(
     say(
       [
         "*".repeat(78),
-        `* RANDOM WEIGHTS: could not load ${id} (${(e as Error).message.split("\n")[0]!.slice(0, 120)}).`,
+        `* RANDOM WEIGHTS: could not load ${id}:`,
+        `*   ${(e as Error).message.split("\n")[0]!.split(/\.\s/)[0]}`,
         `* Using randomly initialised weights of the ${preset} architecture instead.`,
         "* Results show that the pipeline works; they say nothing about ESM-2's accuracy.",
         "*".repeat(78),
