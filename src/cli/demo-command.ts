@@ -5,6 +5,7 @@ import { describeBackend, selectBackend } from "../backend";
 import { prepare } from "../data/prepare";
 import { parseFasta } from "../serve/fasta";
 import { loadEsmPredictor } from "../serve/model-predictor";
+import { createServer } from "../serve/server";
 import { fineTune } from "../train/run";
 import type { Command } from "./main";
 import { numberFlag } from "./main";
@@ -19,9 +20,9 @@ the Hugging Face Hub is reachable (or cached), else random weights, and says so.
 
   --out DIR               output directory                          out/demo
   --model ID|DIR          base model                 facebook/esm2_t6_8M_UR50D
-  --train-examples N      training proteins used                     256
-  --eval-examples N       test proteins evaluated                    128
-  --max-length N          tokens per protein (cls/eos included)      256
+  --train-examples N      training proteins used                     192
+  --eval-examples N       test proteins evaluated                     96
+  --max-length N          tokens per protein (cls/eos included)      192
   --epochs N              1
   --learning-rate F       5e-4
 `;
@@ -67,8 +68,8 @@ export const demoCommand: Command = {
     );
 
     const model = v.model ?? "facebook/esm2_t6_8M_UR50D";
-    const trainN = numberFlag("train-examples", v["train-examples"]) ?? 256;
-    const evalN = numberFlag("eval-examples", v["eval-examples"]) ?? 128;
+    const trainN = numberFlag("train-examples", v["train-examples"]) ?? 192;
+    const evalN = numberFlag("eval-examples", v["eval-examples"]) ?? 96;
     say(
       `\n2. Fine-tune ${model} with LoRA (r 8, alpha 16, query/key/value), accumulation 2, checkpointing`,
     );
@@ -86,7 +87,7 @@ export const demoCommand: Command = {
       gradientAccumulationSteps: 2,
       gradientCheckpointing: true,
       warmupRatio: 0.1,
-      maxLength: numberFlag("max-length", v["max-length"]) ?? 256,
+      maxLength: numberFlag("max-length", v["max-length"]) ?? 192,
       limitTrain: trainN,
       limitEval: evalN,
       onMessage: (m) => {
@@ -117,22 +118,39 @@ export const demoCommand: Command = {
     );
     say(`   confusion matrix [[tn, fp], [fn, tp]] = ${JSON.stringify(m.confusionMatrix)}`);
 
-    say("\n4. Predict known proteins with the merged model");
+    say(
+      "\n4. Serve the merged model (SageMaker contract, 127.0.0.1) and ask it about six known proteins",
+    );
     const predictor = await loadEsmPredictor(path.join(out, "run", "model"), {
       onWarning: () => undefined,
     });
+    const server = createServer({ predictor, log: false });
     try {
-      const records = parseFasta(readFileSync(KNOWN, "utf8"), { source: KNOWN });
-      const probs = await predictor.predict(records.map((r) => r.sequence));
-      records.forEach((r, i) => {
+      const { port } = await server.listen(0, "127.0.0.1");
+      const url = `http://127.0.0.1:${port}`;
+      const ping = await fetch(`${url}/ping`);
+      say(`   GET ${url}/ping -> ${ping.status}`);
+      const fasta = readFileSync(KNOWN, "utf8");
+      const records = parseFasta(fasta, { source: KNOWN });
+      const res = await fetch(`${url}/invocations`, {
+        method: "POST",
+        headers: { "content-type": "text/x-fasta" },
+        body: fasta,
+      });
+      const answers = (await res.json()) as { id: string; probabilities: Record<string, number> }[];
+      say(`   POST ${url}/invocations (FASTA, ${records.length} proteins) -> ${res.status}`);
+      const positive = predictor.labels[1]!;
+      answers.forEach((a, i) => {
+        const r = records[i]!;
         const expected = /expected=([\w-]+)/.exec(r.description)?.[1] ?? "?";
-        const p = probs[i]!.probabilities[1]!;
         const name = r.description.split("|")[0]!.trim().slice(0, 44);
+        const p = a.probabilities[positive]!;
         say(
-          `   ${r.id.padEnd(7)} ${name.padEnd(45)} expected ${expected.padEnd(12)} P(membrane) ${p.toFixed(3)}`,
+          `   ${a.id.padEnd(7)} ${name.padEnd(45)} expected ${expected.padEnd(12)} P(membrane) ${p.toFixed(3)}`,
         );
       });
     } finally {
+      await server.close();
       predictor.dispose();
     }
     say(
