@@ -274,6 +274,11 @@ export function createServer(options: ServerOptions): EsmKitServer {
       send(res, err.status, JSON.stringify(err.body), "application/json", err.headers);
     });
   });
+  // Keep idle keep-alive sockets open longer than clients and load balancers do: while a
+  // long forward pass blocks the event loop, Node's 5 s default closes sockets that
+  // clients are about to reuse, and they see ECONNRESET.
+  http.keepAliveTimeout = 65_000;
+  http.headersTimeout = 66_000;
 
   // Malformed HTTP never reaches the handler: answer it in JSON too.
   http.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
