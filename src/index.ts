@@ -25,7 +25,6 @@ export {
   toHtmlTable,
 } from "./data/frame";
 export {
-  balancedWeights,
   DEEPLOC_REQUIRED,
   type PrepareOptions,
   type PrepareProgress,

@@ -64,7 +64,7 @@ export const demoCommand: Command = {
     const pos = stats.classCounts["1"]!;
     say(
       `   kept ${stats.rowsKept}/${stats.rowsRead} proteins of 100..512 residues; membrane ${pos} (${((100 * pos) / stats.rowsKept).toFixed(1)} %); ` +
-        `train ${stats.splits.train.rows}, test ${stats.splits.test.rows}; balanced class weights ${stats.classWeights.map((w) => w.toFixed(3)).join(" / ")}`,
+        `train ${stats.splits.train.rows}, test ${stats.splits.test.rows}; balanced class weights ${(stats.classWeights ?? []).map((w) => w.toFixed(3)).join(" / ") || "n/a"}`,
     );
 
     const model = v.model ?? "facebook/esm2_t6_8M_UR50D";

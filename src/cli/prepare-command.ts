@@ -81,7 +81,7 @@ export const prepareCommand: Command = {
       `filtered by length ${s.options.minLength}..${s.options.maxLength}: ${filtered || "none"}`,
       `kept ${s.rowsKept} rows (${s.labelColumn}=1: ${s.classCounts["1"]}, ${((100 * (s.classCounts["1"] ?? 0)) / s.rowsKept).toFixed(1)} %), truncated by the tokenizer: ${s.truncated}`,
       `train ${s.splits.train.rows} (${s.splits.train.classCounts["1"]} positive), test ${s.splits.test.rows} (${s.splits.test.classCounts["1"]} positive)`,
-      `balanced class weights: ${s.classWeights.map((w) => w.toFixed(4)).join(", ")}`,
+      `balanced class weights: ${s.classWeights?.map((w) => w.toFixed(4)).join(", ") ?? "n/a (a class is missing from the training split)"}`,
       `wrote ${result.files.join(", ")} to ${result.out} in ${s.seconds}s`,
     ];
     if (!v.quiet) process.stderr.write(`${lines.join("\n")}\n`);

@@ -10,6 +10,7 @@ import pl from "nodejs-polars";
 import { ConfigError, DataError } from "../errors";
 import { openOutputDir, openRead, type TransferProgress } from "../io/storage";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
+import { balancedClassWeights } from "../util/class-weights";
 import { SeededRandom } from "../util/random";
 import { readCsv } from "./csv";
 
@@ -101,8 +102,8 @@ export interface PrepareStats {
   classCounts: Record<string, number>;
   splits: { train: SplitStats; test: SplitStats };
   length: LengthSummary;
-  /** Balanced class weights from the TRAIN labels: n / (classes * count). */
-  classWeights: number[];
+  /** Balanced class weights from the TRAIN labels: n / (classes * count); null if a class is absent. */
+  classWeights: number[] | null;
   columns: string[];
   seconds: number;
 }
@@ -359,10 +360,13 @@ export function splitIndices(
   return { train, test };
 }
 
-export function balancedWeights(labels: number[], numClasses = 2): number[] {
-  const counts = new Array<number>(numClasses).fill(0);
-  for (const l of labels) counts[l]!++;
-  return counts.map((c) => (c === 0 ? 0 : labels.length / (numClasses * c)));
+/** Balanced weights of the training labels, or null when a class is absent. */
+function balancedOrNull(labels: number[]): number[] | null {
+  try {
+    return balancedClassWeights(labels, 2);
+  } catch {
+    return null;
+  }
 }
 
 function toFrame(rows: Row[], idx: number[], tok: EsmTokenizer, tokenMaxLength: number) {
@@ -488,7 +492,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       },
     },
     length: summariseLengths(kept.map((r) => r.sequence.length)),
-    classWeights: balancedWeights(trainLabels),
+    classWeights: balancedOrNull(trainLabels),
     columns: trainFrame.frame.columns,
     seconds: 0,
   };
