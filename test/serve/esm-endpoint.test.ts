@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { after, before, test } from "node:test";
+import { selectBackend } from "../../src/backend";
+import { type EsmPredictor, loadEsmPredictor } from "../../src/serve/model-predictor";
+import { createServer, type EsmKitServer } from "../../src/serve/server";
+import { REPO_ROOT } from "../helpers/python";
+import { invoke } from "./http-client";
+
+// The real ESM-2 predictor behind the real server: a tiny random checkpoint made by
+// transformers (test/fixtures/model/tiny).
+const MODEL = path.join(REPO_ROOT, "test", "fixtures", "model", "tiny");
+const SEQS = [
+  "MKTAYIAKQRQISFVKSHFSRQ",
+  "LLV",
+  "MEEPQSDPSVEPPLSQETFSDLWKLLPENNVLSPLPSQAMDDLMLSPDDIEQ",
+  "GAVLIPFMW",
+];
+
+let predictor: EsmPredictor;
+let server: EsmKitServer;
+let base = "";
+
+before(async () => {
+  await selectBackend({ backend: "wasm" });
+  predictor = await loadEsmPredictor(MODEL, { onWarning: () => undefined });
+  server = createServer({ predictor, log: false, env: {}, maxWaitMs: 50 });
+  const { port } = await server.listen(0, "127.0.0.1");
+  base = `http://127.0.0.1:${port}`;
+});
+
+after(async () => {
+  await server.close();
+  predictor.dispose();
+});
+
+type Answer = { label: string; score: number; probabilities: Record<string, number> }[];
+
+test("the ESM-2 endpoint answers a batch exactly as one request per sequence (1e-5)", async () => {
+  const batch = await invoke(base, { inputs: SEQS });
+  assert.equal(batch.status, 200);
+  const together = batch.json as Answer;
+  assert.equal(together.length, SEQS.length);
+  // Concurrent single requests are micro-batched with each other, padded differently.
+  const alone = await Promise.all(SEQS.map((s) => invoke(base, { inputs: s })));
+  alone.forEach((r, i) => {
+    assert.equal(r.status, 200);
+    const one = (r.json as Answer)[0]!;
+    for (const [label, p] of Object.entries(one.probabilities)) {
+      assert.ok(Math.abs(p - together[i]!.probabilities[label]!) < 1e-5, `${SEQS[i]} ${label}`);
+    }
+    assert.equal(one.label, together[i]!.label);
+  });
+  // And the same as calling the model directly, one sequence at a time.
+  for (const [i, s] of SEQS.entries()) {
+    const [direct] = await predictor.predict([s]);
+    direct!.probabilities.forEach((p, k) => {
+      assert.ok(Math.abs(p - together[i]!.probabilities[predictor.labels[k]!]!) < 1e-5);
+    });
+  }
+});
