@@ -284,6 +284,8 @@ export const predictCommand: Command = {
     } catch (e) {
       await output.abort();
       throw e;
+    } finally {
+      await predictor.dispose?.();
     }
     if (!v.quiet) {
       process.stderr.write(

@@ -107,6 +107,7 @@ export const serveCommand: Command = {
     process.stderr.write(`esmkit serve: ${signal}: draining (up to ${graceMs} ms)\n`);
     const t0 = Date.now();
     await server.close(graceMs);
+    await predictor.dispose?.();
     process.stderr.write(`esmkit serve: stopped after ${Date.now() - t0} ms\n`);
     // Whatever the model left running (worker threads) must not keep the process up.
     setTimeout(() => process.exit(0), 1000).unref();

@@ -18,14 +18,28 @@ export interface Predictor {
   readonly maxLength: number;
   /** One call is one batch; the answer has one entry per sequence, in order. */
   predict(sequences: string[]): Promise<ClassProbabilities[]>;
+  /** Batches it can run at once (worker threads); default 1. */
+  readonly concurrency?: number;
+  /** Free the model (and stop worker threads, which would keep the process alive). */
+  dispose?(): void | Promise<void>;
 }
 
 export type PredictorLoader = (dir: string) => Promise<Predictor>;
 
-/** The ESM-2 loader (imported lazily: the HTTP layer does not need TensorFlow.js). */
+/**
+ * The ESM-2 loader: the model runs in worker threads (`ESMKIT_WORKERS`, default
+ * min(2, cores); 0 runs it on the main thread). Imported lazily: the HTTP layer does
+ * not need TensorFlow.js.
+ */
 const esm2: PredictorLoader = async (dir) => {
-  const { loadEsmPredictor } = await import("./model-predictor");
-  return loadEsmPredictor(dir);
+  const raw = process.env.ESMKIT_WORKERS;
+  const workers = raw === undefined || raw === "" ? undefined : Number(raw);
+  if (workers === 0) {
+    const { loadEsmPredictor } = await import("./model-predictor");
+    return loadEsmPredictor(dir);
+  }
+  const { loadWorkerPredictor } = await import("./worker-predictor");
+  return loadWorkerPredictor(dir, { workers });
 };
 
 let loader: PredictorLoader = esm2;

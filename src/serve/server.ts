@@ -147,6 +147,7 @@ export function createServer(options: ServerOptions): EsmKitServer {
     maxWaitMs: config.maxWaitMs,
     maxQueue: config.maxQueue,
     timeoutMs: config.timeoutMs,
+    concurrency: predictor.concurrency ?? 1,
   });
   const inflight = new Set<ServerResponse>();
   let emptyWaiters: (() => void)[] = [];

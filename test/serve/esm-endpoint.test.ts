@@ -4,8 +4,9 @@ import { after, before, test } from "node:test";
 import { selectBackend } from "../../src/backend";
 import { type EsmPredictor, loadEsmPredictor } from "../../src/serve/model-predictor";
 import { createServer, type EsmKitServer } from "../../src/serve/server";
+import { loadWorkerPredictor } from "../../src/serve/worker-predictor";
 import { REPO_ROOT } from "../helpers/python";
-import { invoke } from "./http-client";
+import { invoke, request } from "./http-client";
 
 // The real ESM-2 predictor behind the real server: a tiny random checkpoint made by
 // transformers (test/fixtures/model/tiny).
@@ -57,5 +58,33 @@ test("the ESM-2 endpoint answers a batch exactly as one request per sequence (1e
     direct!.probabilities.forEach((p, k) => {
       assert.ok(Math.abs(p - together[i]!.probabilities[predictor.labels[k]!]!) < 1e-5);
     });
+  }
+});
+
+test("worker-thread predictor: same answers as in-process, /ping stays responsive while it works", async () => {
+  const workers = await loadWorkerPredictor(MODEL, { workers: 2 });
+  try {
+    assert.equal(workers.concurrency, 2);
+    assert.deepEqual(workers.labels, predictor.labels);
+    const [a, b] = await Promise.all([workers.predict(SEQS), workers.predict(SEQS.slice(1))]);
+    const direct = await predictor.predict(SEQS);
+    direct.forEach((d, i) => {
+      d.probabilities.forEach((p, k) => assert.ok(Math.abs(p - a![i]!.probabilities[k]!) < 1e-6));
+    });
+    assert.equal(b!.length, SEQS.length - 1);
+    const srv = createServer({ predictor: workers, log: false, env: {} });
+    const { port } = await srv.listen(0, "127.0.0.1");
+    const url = `http://127.0.0.1:${port}`;
+    const long = Array.from({ length: 16 }, () => "MKTAYIAKQRQISFVKSHFSRQ".repeat(20));
+    const busy = invoke(url, { inputs: long });
+    const t0 = Date.now();
+    const ping = await request(url, "/ping", { method: "GET" });
+    const pingMs = Date.now() - t0;
+    assert.equal(ping.status, 200);
+    assert.ok(pingMs < 2000, `/ping took ${pingMs} ms while the model worked`);
+    assert.equal((await busy).status, 200);
+    await srv.close();
+  } finally {
+    await workers.dispose();
   }
 });

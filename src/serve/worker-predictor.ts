@@ -1,0 +1,99 @@
+/**
+ * A Predictor that runs ESM-2 in worker threads: the HTTP thread never blocks on a
+ * forward pass (so /ping answers within SageMaker's 2 s while the model works), and
+ * with N workers N batches run at once on N cores (wasm runs one thread per instance).
+ * Each worker holds its own copy of the model: N times the memory.
+ */
+import { availableParallelism } from "node:os";
+import * as path from "node:path";
+import { Worker } from "node:worker_threads";
+import { ConfigError, EsmKitError } from "../errors";
+import type { EsmPredictorOptions } from "./model-predictor";
+import type { ClassProbabilities, Predictor } from "./predictor";
+
+export interface WorkerPredictorOptions extends EsmPredictorOptions {
+  /** Worker threads, each with a model copy (default: min(2, cores)). */
+  workers?: number;
+}
+
+export interface WorkerPredictor extends Predictor {
+  readonly concurrency: number;
+  dispose(): Promise<void>;
+}
+
+type Reply =
+  | { type: "ready"; labels: string[]; maxLength: number }
+  | { type: "result"; id: number; result: ClassProbabilities[] }
+  | { type: "error"; id: number; message: string }
+  | { type: "fatal"; message: string; name?: string };
+
+interface Slot {
+  worker: Worker;
+  busy: number;
+  pending: Map<number, { resolve: (r: ClassProbabilities[]) => void; reject: (e: Error) => void }>;
+}
+
+export async function loadWorkerPredictor(
+  dir: string,
+  options: WorkerPredictorOptions = {},
+): Promise<WorkerPredictor> {
+  const n = options.workers ?? Math.min(2, availableParallelism());
+  if (!Number.isInteger(n) || n < 1) {
+    throw new ConfigError(`workers must be an integer >= 1, got ${n}`, { workers: n });
+  }
+  const { workers: _, ...predictorOptions } = options;
+  const script = path.join(__dirname, "predictor-worker.js");
+  const slots: Slot[] = [];
+  let nextId = 0;
+  const ready: Promise<{ labels: string[]; maxLength: number }>[] = [];
+  for (let i = 0; i < n; i++) {
+    const worker = new Worker(script, { workerData: { dir, options: predictorOptions } });
+    const slot: Slot = { worker, busy: 0, pending: new Map() };
+    slots.push(slot);
+    ready.push(
+      new Promise((resolve, reject) => {
+        worker.on("message", (m: Reply) => {
+          if (m.type === "ready") resolve(m);
+          else if (m.type === "fatal") reject(new EsmKitError(m.message, { dir }));
+          else {
+            const p = slot.pending.get(m.id);
+            if (!p) return;
+            slot.pending.delete(m.id);
+            slot.busy--;
+            if (m.type === "result") p.resolve(m.result);
+            else p.reject(new EsmKitError(`prediction failed in a worker: ${m.message}`, {}));
+          }
+        });
+        worker.on("error", (e) => {
+          reject(e);
+          for (const p of slot.pending.values()) p.reject(e);
+          slot.pending.clear();
+        });
+      }),
+    );
+  }
+  let info: { labels: string[]; maxLength: number };
+  try {
+    [info] = (await Promise.all(ready)) as [{ labels: string[]; maxLength: number }];
+  } catch (e) {
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+    throw e;
+  }
+  return {
+    labels: info.labels,
+    maxLength: info.maxLength,
+    concurrency: n,
+    predict(sequences: string[]): Promise<ClassProbabilities[]> {
+      const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+      const id = nextId++;
+      slot.busy++;
+      return new Promise((resolve, reject) => {
+        slot.pending.set(id, { resolve, reject });
+        slot.worker.postMessage({ id, sequences });
+      });
+    },
+    async dispose() {
+      await Promise.all(slots.map((s) => s.worker.terminate()));
+    },
+  };
+}
