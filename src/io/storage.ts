@@ -1,6 +1,6 @@
 /**
  * Where data comes from and goes to. Callers name a location as a string (a local
- * path, `http(s)://...`, and later `s3://...`); a scheme registry resolves it, so a
+ * path, `http(s)://...`, `s3://...`); a scheme registry resolves it, so a
  * new store plugs in with `registerStore` without touching any caller.
  */
 import { createReadStream } from "node:fs";
@@ -58,13 +58,19 @@ export function schemeOf(location: string): string {
   return m ? m[1]!.toLowerCase() : "file";
 }
 
+/** Stores loaded on first use, so the AWS SDK is only loaded when an s3:// location appears. */
+const LAZY_STORES: Record<string, () => void> = {
+  s3: () => require("../aws/s3-store"),
+};
+
 function storeFor(location: string): Store {
   const scheme = schemeOf(location);
+  if (!stores.has(scheme)) LAZY_STORES[scheme]?.();
   const store = stores.get(scheme);
   if (!store) {
     throw new StorageError(
       `Unsupported location "${redact(location)}": scheme "${scheme}" is not supported (supported: local paths, ${[
-        ...stores.keys(),
+        ...new Set([...stores.keys(), ...Object.keys(LAZY_STORES)]),
       ]
         .filter((s) => s !== "file")
         .map((s) => `${s}://`)

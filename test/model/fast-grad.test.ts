@@ -29,10 +29,10 @@ test("dense and matMul2d give tfjs's own values and gradients", () => {
   assert.ok(maxDiff(ref(x, w, b), ours(x, w, b)) < 1e-6);
   const g1 = gradsOf(ref, [x, w, b], 9);
   const g2 = gradsOf(ours, [x, w, b], 9);
-  g1.forEach((g, i) => assert.ok(maxDiff(g, g2[i]!) < 1e-5, `input ${i}`));
+  for (const [i, g] of g1.entries()) assert.ok(maxDiff(g, g2[i]!) < 1e-5, `input ${i}`);
   const m1 = gradsOf((a, c) => tf.matMul(a as tf.Tensor2D, c as tf.Tensor2D), [x, w], 4);
   const m2 = gradsOf((a, c) => matMul2d(a as tf.Tensor2D, c as tf.Tensor2D), [x, w], 4);
-  m1.forEach((g, i) => assert.ok(maxDiff(g, m2[i]!) < 1e-5, `matMul2d input ${i}`));
+  for (const [i, g] of m1.entries()) assert.ok(maxDiff(g, m2[i]!) < 1e-5, `matMul2d input ${i}`);
   // A frozen weight gets a zero gradient (never used by the tape) and the input's is exact.
   const frozen = gradsOf(
     (xi, wi, bi) => dense(xi as tf.Tensor2D, wi as tf.Tensor2D, bi as tf.Tensor1D, false),

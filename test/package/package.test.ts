@@ -28,5 +28,8 @@ test("the esmkit command prints help and rejects unknown commands", () => {
   assert.match(help.stdout, /prepare/);
   const bad = spawnSync(process.execPath, [cli, "fly"], { encoding: "utf8" });
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /unknown command "fly"; expected one of: prepare, train, evaluate, demo, kernel, predict, serve/);
+  assert.match(
+    bad.stderr,
+    /unknown command "fly"; expected one of: prepare, train, evaluate, demo, kernel, predict, serve/,
+  );
 });

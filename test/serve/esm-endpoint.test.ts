@@ -68,9 +68,10 @@ test("worker-thread predictor: same answers as in-process, /ping stays responsiv
     assert.deepEqual(workers.labels, predictor.labels);
     const [a, b] = await Promise.all([workers.predict(SEQS), workers.predict(SEQS.slice(1))]);
     const direct = await predictor.predict(SEQS);
-    direct.forEach((d, i) => {
-      d.probabilities.forEach((p, k) => assert.ok(Math.abs(p - a![i]!.probabilities[k]!) < 1e-6));
-    });
+    for (const [i, d] of direct.entries()) {
+      for (const [k, p] of d.probabilities.entries())
+        assert.ok(Math.abs(p - a![i]!.probabilities[k]!) < 1e-6);
+    }
     assert.equal(b!.length, SEQS.length - 1);
     const srv = createServer({ predictor: workers, log: false, env: {} });
     const { port } = await srv.listen(0, "127.0.0.1");
