@@ -60,6 +60,16 @@ export * from "./lora";
 export * from "./model";
 export * from "./serve";
 export {
+  type EsmPredictor,
+  type EsmPredictorOptions,
+  loadEsmPredictor,
+} from "./serve/model-predictor";
+export {
+  loadWorkerPredictor,
+  type WorkerPredictor,
+  type WorkerPredictorOptions,
+} from "./serve/worker-predictor";
+export {
   type BatchEncodeOptions,
   type BatchEncoding,
   type EncodeOptions,
@@ -67,3 +77,4 @@ export {
   EsmTokenizer,
 } from "./tokenizer/esm-tokenizer";
 export * from "./train";
+export { type FineTuneOptions, type FineTuneResult, fineTune, loadBaseModel } from "./train/run";
