@@ -23,8 +23,8 @@ function t4(x: tf.Tensor): tf.Tensor4D {
 }
 
 /**
- * `x W + b` for `x [N, in]`, `W [in, out]`, `b [out]`. `weightTrainable` false returns
- * zero weight/bias gradients without computing them.
+ * `x W + b` for `x [N, in]`, `W [in, out]`, `b [out]`. With `weightTrainable` false only
+ * the input gets a gradient.
  */
 export function dense(
   x: tf.Tensor2D,
@@ -32,6 +32,18 @@ export function dense(
   b: tf.Tensor1D | null,
   weightTrainable: boolean,
 ): tf.Tensor2D {
+  if (!weightTrainable) {
+    // Frozen (LoRA's base): W and b are closed over instead of being op inputs, so the
+    // tape computes no weight-sized gradient for them at all.
+    const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+      save([]);
+      return {
+        value: tf.fused.matMul({ a: xi as tf.Tensor2D, b: w, bias: b ?? undefined }),
+        gradFunc: (dy: tf.Tensor) => [tf.matMul(dy as tf.Tensor2D, t2(w))], // [N, out] x [out, in]
+      };
+    }) as unknown as GradFn);
+    return f(x) as tf.Tensor2D;
+  }
   if (b) {
     const f = tf.customGrad(((
       xi: tf.Tensor,
@@ -45,7 +57,6 @@ export function dense(
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
           const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
           const dx = tf.matMul(dy as tf.Tensor2D, t2(ws)); // [N, out] x [out, in]
-          if (!weightTrainable) return [dx, tf.zerosLike(ws), tf.zerosLike(bi)];
           const dw = tf.matMul(t2(xs), dy as tf.Tensor2D); // [in, N] x [N, out]
           return [dx, dw, tf.sum(dy, 0)];
         },
@@ -53,7 +64,7 @@ export function dense(
     }) as unknown as GradFn);
     return f(x, w, b) as tf.Tensor2D;
   }
-  return matMul2d(x, w, weightTrainable);
+  return matMul2d(x, w, true);
 }
 
 /** `a b` for 2-D tensors; `bTrainable` false skips b's gradient. */
