@@ -1,0 +1,332 @@
+/**
+ * esmkit's side of the side-by-side benchmark (`bench/run.ts`), one case per process so
+ * a case that exhausts the wasm heap cannot take the others down with it.
+ *
+ *   node build/bench/esmkit-side.js KIND '<json params>'
+ *
+ * KIND is setup | train | infer | memory | prepare. The answer is one line on stdout,
+ * `@@BENCH {json}`; a failure inside the case is reported as `{"error": "..."}` there,
+ * a crash of the process is recorded by the runner from the exit status and stderr.
+ * `bench/reference_bench.py` is the PyTorch mirror of every case; both sides load the
+ * same weights and token ids from the files `setup` and the runner write.
+ *
+ * `ESMKIT_BENCH_SIMULATE_OOM=N` makes a plain (non-checkpointed) forward/backward over
+ * more than N rows fail as the wasm heap does, to exercise the runner's fallbacks.
+ */
+import { readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import * as tf from "@tensorflow/tfjs-core";
+import { selectBackend } from "../src/backend";
+import { prepare } from "../src/data/prepare";
+import { saveAdapter } from "../src/lora/adapter-io";
+import { applyLora, type LoraModel } from "../src/lora/lora";
+import { type Esm2PresetName, esm2Config } from "../src/model/config";
+import { Esm2Model } from "../src/model/esm2";
+import { clipGradNorm } from "../src/train/clip";
+import { AdamW } from "../src/train/optimizer";
+import { lossAndGradients, type MicroBatch } from "../src/train/step";
+
+export const RESULT_MARK = "@@BENCH ";
+
+/** LoRA as the issue fixes it: r 8, alpha 16, no dropout, on query, key and value. */
+export const BENCH_LORA = {
+  rank: 8,
+  alpha: 16,
+  dropout: 0,
+  targetModules: ["query", "key", "value"],
+};
+
+/** Optimizer settings used by both sides (values do not change the cost of a step). */
+const LR = 5e-5;
+const MAX_GRAD_NORM = 1.0;
+
+export interface IdsFile {
+  batch: number;
+  length: number;
+  /** `[batch][length]`: `<cls>`, residues, `<eos>`. */
+  inputIds: number[][];
+  labels: number[];
+}
+
+interface SetupParams {
+  arch: Esm2PresetName;
+  /** Fewer encoder layers than the architecture has (quick runs). */
+  layers?: number;
+  modelDir: string;
+  adapterDir: string;
+  seed: number;
+}
+
+interface TrainParams {
+  modelDir: string;
+  adapterDir: string;
+  ids: string;
+  /** Rows per forward/backward; the optimizer step still covers the whole batch. */
+  microBatch?: number;
+  checkpointing?: boolean;
+  warmup: number;
+  repeats: number;
+}
+
+interface InferParams {
+  modelDir: string;
+  ids: string;
+  warmup: number;
+  repeats: number;
+}
+
+interface MemoryParams extends TrainParams {}
+
+interface PrepareParams {
+  input: string;
+  out: string;
+  repeats: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function readIds(file: string): IdsFile {
+  return JSON.parse(readFileSync(file, "utf8")) as IdsFile;
+}
+
+function errorLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split("\n")[0] ?? msg;
+}
+
+async function loadModel(dir: string): Promise<Esm2Model> {
+  return Esm2Model.fromPretrained(dir, { onWarning: () => undefined });
+}
+
+async function setup(p: SetupParams) {
+  const model = Esm2Model.random(
+    esm2Config(p.arch, p.layers ? { numHiddenLayers: p.layers } : {}),
+    { seed: p.seed },
+  );
+  await model.savePretrained(p.modelDir);
+  const lora = applyLora(model, BENCH_LORA, p.seed + 1);
+  saveAdapter(lora, model, p.adapterDir, { baseModel: null });
+  return {
+    parameters: model.parameterCount(),
+    trainable: lora.parameterReport().trainable,
+  };
+}
+
+/** Rows `[from, to)` of the ids file as tensors. */
+function slice(ids: IdsFile, from: number, to: number): MicroBatch {
+  const rows = ids.inputIds.slice(from, to);
+  const inputIds = tf.tensor2d(rows, [rows.length, ids.length], "int32");
+  return {
+    inputIds,
+    attentionMask: tf.onesLike(inputIds) as tf.Tensor2D,
+    labels: tf.tensor1d(ids.labels.slice(from, to), "int32"),
+  };
+}
+
+interface Trainer {
+  lora: LoraModel;
+  /** One full optimizer step over the whole batch; returns the loss. */
+  step(): number;
+  dispose(): void;
+}
+
+/**
+ * The training step the Trainer runs: forward + backward per micro-batch (gradients
+ * accumulated, loss scaled by 1 / micro-batches), global-norm clipping, AdamW.
+ */
+async function trainer(p: TrainParams): Promise<Trainer> {
+  const model = await loadModel(p.modelDir);
+  const { loadAdapter } = await import("../src/lora/adapter-io");
+  const lora = loadAdapter(model, p.adapterDir);
+  lora.training = true;
+  const params = lora.trainableVariables();
+  const optimizer = new AdamW(params, { lr: LR, weightDecay: 0.01 });
+  const ids = readIds(p.ids);
+  const micro = Math.min(p.microBatch ?? ids.batch, ids.batch);
+  const batches: MicroBatch[] = [];
+  for (let i = 0; i < ids.batch; i += micro)
+    batches.push(slice(ids, i, Math.min(i + micro, ids.batch)));
+  const oomAbove = Number(process.env.ESMKIT_BENCH_SIMULATE_OOM ?? Number.POSITIVE_INFINITY);
+  const step = () => {
+    let acc: Map<string, tf.Tensor> | undefined;
+    let loss = 0;
+    for (const b of batches) {
+      if (!p.checkpointing && b.inputIds.shape[0] > oomAbove)
+        throw new Error("Aborted() (simulated by ESMKIT_BENCH_SIMULATE_OOM)");
+      const r = lossAndGradients(model, params, b, {
+        gradientCheckpointing: p.checkpointing ?? false,
+        lossScale: 1 / batches.length,
+        dropoutRng: lora.dropoutRng,
+      });
+      loss += r.loss / batches.length;
+      if (!acc) acc = r.grads;
+      else {
+        for (const [n, g] of r.grads) {
+          const prev = acc.get(n);
+          if (prev) {
+            acc.set(n, tf.add(prev, g));
+            prev.dispose();
+            g.dispose();
+          } else acc.set(n, g);
+        }
+      }
+    }
+    const clipped = clipGradNorm(acc!, MAX_GRAD_NORM);
+    optimizer.step(clipped.grads);
+    tf.dispose([...acc!.values(), ...clipped.grads.values()]);
+    return loss;
+  };
+  return {
+    lora,
+    step,
+    dispose: () => {
+      for (const b of batches) tf.dispose([b.inputIds, b.attentionMask, b.labels]);
+      optimizer.dispose();
+      lora.dispose();
+      model.dispose();
+    },
+  };
+}
+
+async function train(p: TrainParams) {
+  const t = await trainer(p);
+  const ids = readIds(p.ids);
+  for (let i = 0; i < p.warmup; i++) t.step();
+  const seconds: number[] = [];
+  let loss = Number.NaN;
+  for (let i = 0; i < p.repeats; i++) {
+    const t0 = performance.now();
+    loss = t.step();
+    seconds.push((performance.now() - t0) / 1000);
+  }
+  t.dispose();
+  const s = median(seconds);
+  return {
+    batch: ids.batch,
+    length: ids.length,
+    microBatch: Math.min(p.microBatch ?? ids.batch, ids.batch),
+    checkpointing: p.checkpointing ?? false,
+    stepSeconds: seconds,
+    medianStepSeconds: s,
+    tokensPerSecond: (ids.batch * ids.length) / s,
+    loss,
+  };
+}
+
+async function infer(p: InferParams) {
+  const model = await loadModel(p.modelDir);
+  const ids = readIds(p.ids);
+  const inputIds = tf.tensor2d(ids.inputIds, [ids.batch, ids.length], "int32");
+  const attentionMask = tf.onesLike(inputIds) as tf.Tensor2D;
+  const once = () => {
+    const out = model.forward({ inputIds, attentionMask });
+    out.logits.dataSync();
+    tf.dispose([out.logits, out.lastHiddenState]);
+  };
+  for (let i = 0; i < p.warmup; i++) once();
+  const seconds: number[] = [];
+  for (let i = 0; i < p.repeats; i++) {
+    const t0 = performance.now();
+    once();
+    seconds.push((performance.now() - t0) / 1000);
+  }
+  tf.dispose([inputIds, attentionMask]);
+  model.dispose();
+  const s = median(seconds);
+  return {
+    batch: ids.batch,
+    length: ids.length,
+    batchSeconds: seconds,
+    latencyMs: s * 1000,
+    sequencesPerSecond: ids.batch / s,
+    tokensPerSecond: (ids.batch * ids.length) / s,
+  };
+}
+
+/**
+ * Peak tensor memory of one full training step (tf.profile's peakBytes: every tensor
+ * alive at once); "activation" is that peak minus what was alive before the step
+ * (weights, batch, optimizer state). The profiled step doubles as the warm-up; the time
+ * is the median of `repeats` further unprofiled steps.
+ */
+async function memory(p: MemoryParams) {
+  const t = await trainer(p);
+  const ids = readIds(p.ids);
+  const before = tf.memory().numBytes;
+  const t0 = performance.now();
+  const info = await tf.profile(() => {
+    t.step();
+  });
+  const profiledSeconds = (performance.now() - t0) / 1000;
+  const seconds: number[] = [];
+  for (let i = 0; i < p.repeats; i++) {
+    const t1 = performance.now();
+    t.step();
+    seconds.push((performance.now() - t1) / 1000);
+  }
+  t.dispose();
+  return {
+    batch: ids.batch,
+    length: ids.length,
+    checkpointing: p.checkpointing ?? false,
+    method: "tf.profile peakBytes minus tf.memory().numBytes before the step",
+    baselineBytes: before,
+    peakBytes: info.peakBytes,
+    activationBytes: info.peakBytes - before,
+    profiledStepSeconds: profiledSeconds,
+    stepSeconds: seconds,
+    medianStepSeconds: seconds.length > 0 ? median(seconds) : profiledSeconds,
+  };
+}
+
+async function prepareCase(p: PrepareParams) {
+  const seconds: number[] = [];
+  let last: Awaited<ReturnType<typeof prepare>> | undefined;
+  for (let i = 0; i < p.repeats; i++) {
+    await rm(p.out, { recursive: true, force: true });
+    const t0 = performance.now();
+    last = await prepare({ input: p.input, out: p.out, overwrite: true });
+    seconds.push((performance.now() - t0) / 1000);
+  }
+  return {
+    seconds,
+    medianSeconds: median(seconds),
+    rowsRead: last!.stats.rowsRead,
+    rowsKept: last!.stats.rowsKept,
+    trainRows: last!.stats.splits.train.rows,
+    testRows: last!.stats.splits.test.rows,
+  };
+}
+
+async function main(): Promise<void> {
+  const kind = process.argv[2];
+  const params = JSON.parse(process.argv[3] ?? "{}");
+  const backend = await selectBackend({ backend: params.backend ?? "wasm" });
+  const cases: Record<string, (p: never) => Promise<object>> = {
+    setup,
+    train,
+    infer,
+    memory,
+    prepare: prepareCase,
+  };
+  const run = kind ? cases[kind] : undefined;
+  if (!run) throw new Error(`unknown case kind "${kind}"; expected ${Object.keys(cases)}`);
+  let result: object;
+  try {
+    result = await run(params as never);
+  } catch (e) {
+    result = { error: errorLine(e) };
+  }
+  process.stdout.write(`${RESULT_MARK}${JSON.stringify({ backend: backend.name, ...result })}\n`);
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
