@@ -1,20 +1,33 @@
 import { parseArgs } from "node:util";
+import { fineTuneStaged } from "../aws/staged";
+import {
+  isTrainingContainer,
+  runTrainingContainer,
+  sageMakerPaths,
+} from "../aws/training-contract";
 import type { BackendChoice } from "../backend";
-import { fineTune } from "../train/run";
-import type { TrainConfig } from "../train/trainer";
+import type { TrainConfig, TrainEvent } from "../train/trainer";
 import type { Command } from "./main";
 import { numberFlag } from "./main";
-import { progressLine } from "./progress";
+import { formatBytes, type ProgressLine, progressLine } from "./progress";
 
 const USAGE = `Usage: esmkit train --data DIR --out DIR [--model ID|DIR] [options]
+       esmkit train               (inside a SageMaker training container)
 
 Fine-tune ESM-2 for sequence classification on the output of "esmkit prepare".
 Writes DIR/model (merged, Hugging Face format), DIR/adapter (PEFT), metrics.json,
 history.jsonl and checkpoints/. Ctrl-C saves a checkpoint; --resume continues.
+DIR may be s3://bucket/prefix (downloaded / uploaded through a local copy).
 
-  --data DIR                     prepared data (train.parquet, test.parquet)   required
-  --out DIR                      output directory                              required
-  --model ID|DIR                 base model                 facebook/esm2_t6_8M_UR50D
+Without --data and --out, when /opt/ml/input/config/hyperparameters.json exists (root
+overridable with ESMKIT_SM_ROOT), it runs the SageMaker training contract: settings
+from the hyperparameters (snake_case names of the flags below, e.g. max_steps), data
+from the train channel, resume from /opt/ml/checkpoints, the model to /opt/ml/model,
+and on failure the reason to /opt/ml/output/failure (see docs/aws.md).
+
+  --data DIR|S3                  prepared data (train.parquet, test.parquet)   required
+  --out DIR|S3                   output directory                              required
+  --model ID|DIR|S3              base model                 facebook/esm2_t6_8M_UR50D
   --random-if-unavailable        random weights of the same size when the Hub is unreachable
   --no-lora                      full fine-tuning instead of LoRA
   --lora-rank N                  8
@@ -28,7 +41,8 @@ history.jsonl and checkpoints/. Ctrl-C saves a checkpoint; --resume continues.
   --max-steps N                  stop after N optimizer steps
   --max-length N                 tokens per sequence, <cls>/<eos> included    512
   --gradient-accumulation-steps N                                             1
-  --gradient-checkpointing       recompute each layer in the backward pass
+  --gradient-checkpointing       recompute each layer in the backward pass (default on wasm/cpu)
+  --no-gradient-checkpointing    keep every activation (faster where memory allows)
   --warmup-steps N | --warmup-ratio F                                         0
   --max-grad-norm F              1.0
   --class-weights W              balanced | none | w0,w1,...                 balanced
@@ -58,6 +72,74 @@ export function classWeightsFlag(
   return parts;
 }
 
+function trainEventPrinter(say: (m: string) => void, bar: ProgressLine) {
+  return (e: TrainEvent) => {
+    if (e.type === "start" && e.resumedFrom !== null) say(`resuming from step ${e.resumedFrom}`);
+    if (e.type === "step") {
+      bar.update(
+        e.step,
+        e.totalSteps,
+        `loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${Math.round(e.tokensPerSecond)} tok/s`,
+      );
+    }
+    if (e.type === "eval") {
+      const m = e.metrics;
+      say(
+        `\neval epoch ${e.epoch}: loss ${m.loss.toFixed(4)} accuracy ${m.accuracy.toFixed(4)} f1 ${m.f1.toFixed(4)} mcc ${m.mcc.toFixed(4)} auc ${m.rocAuc?.toFixed(4)}`,
+      );
+    }
+    if (e.type === "end") bar.finish(`${e.step} steps`);
+  };
+}
+
+/** One progress line per S3 transfer (downloads of --data/--model, the upload of --out). */
+function transferPrinter(quiet: boolean | undefined) {
+  const bars = new Map<string, ProgressLine>();
+  return (e: { direction: string; uri: string; bytes: number; total?: number }) => {
+    const key = `${e.direction} ${e.uri}`;
+    let bar = bars.get(key);
+    if (!bar) {
+      bar = progressLine(`${e.direction === "upload" ? "uploading" : "downloading"} ${e.uri}`, {
+        bytes: true,
+        quiet,
+      });
+      bars.set(key, bar);
+    }
+    if (e.total !== undefined && e.bytes >= e.total) bar.finish(formatBytes(e.total));
+    else bar.update(e.bytes, e.total);
+  };
+}
+
+/**
+ * SageMaker container mode. SIGTERM (a stopped job, a spot interruption) stops after the
+ * current step with a checkpoint in /opt/ml/checkpoints, which the next attempt resumes.
+ */
+async function runContainer(say: (m: string) => void, quiet: boolean | undefined) {
+  const controller = new AbortController();
+  const stop = (signal: string) => () => {
+    if (controller.signal.aborted) process.exit(signal === "SIGTERM" ? 143 : 130);
+    say(`\n${signal}: finishing this step and saving a checkpoint`);
+    controller.abort();
+  };
+  const onTerm = stop("SIGTERM");
+  const onInt = stop("SIGINT");
+  process.on("SIGTERM", onTerm);
+  process.on("SIGINT", onInt);
+  try {
+    const result = await runTrainingContainer({
+      onMessage: say,
+      onEvent: trainEventPrinter(say, progressLine("training", { quiet })),
+      signal: controller.signal,
+    });
+    if (result.failure) process.stderr.write(`esmkit train: ${result.failure}\n`);
+    else if (result.files) say(`wrote ${result.files.join(", ")} in ${sageMakerPaths().model}`);
+    return result.exitCode;
+  } finally {
+    process.off("SIGTERM", onTerm);
+    process.off("SIGINT", onInt);
+  }
+}
+
 export const trainCommand: Command = {
   summary: "fine-tune ESM-2 (LoRA, weighted loss, accumulation, checkpointing)",
   usage: USAGE,
@@ -84,6 +166,7 @@ export const trainCommand: Command = {
         "max-length": { type: "string" },
         "gradient-accumulation-steps": { type: "string" },
         "gradient-checkpointing": { type: "boolean" },
+        "no-gradient-checkpointing": { type: "boolean" },
         "warmup-steps": { type: "string" },
         "warmup-ratio": { type: "string" },
         "max-grad-norm": { type: "string" },
@@ -99,13 +182,23 @@ export const trainCommand: Command = {
         quiet: { type: "boolean" },
       },
     });
+    const say = (m: string) => {
+      if (!v.quiet || m.includes("RANDOM WEIGHTS")) process.stderr.write(`${m}\n`);
+    };
+    if (!v.data && !v.out && isTrainingContainer()) {
+      const extra = Object.keys(v).filter((k) => k !== "quiet");
+      if (extra.length > 0) {
+        process.stderr.write(
+          `esmkit train: in SageMaker container mode the settings come from ${sageMakerPaths().hyperparameters}; remove ${extra.map((k) => `--${k}`).join(", ")}\n`,
+        );
+        return 2;
+      }
+      return runContainer(say, v.quiet);
+    }
     if (!v.data || !v.out) {
       process.stderr.write(`esmkit train: --data and --out are required\n\n${USAGE}`);
       return 2;
     }
-    const say = (m: string) => {
-      if (!v.quiet || m.includes("RANDOM WEIGHTS")) process.stderr.write(`${m}\n`);
-    };
     const controller = new AbortController();
     const onSigint = () => {
       if (controller.signal.aborted) process.exit(130);
@@ -116,8 +209,9 @@ export const trainCommand: Command = {
     };
     process.on("SIGINT", onSigint);
     const bar = progressLine("training", { quiet: v.quiet });
+    const transfers = transferPrinter(v.quiet);
     try {
-      const result = await fineTune({
+      const result = await fineTuneStaged({
         data: v.data,
         out: v.out,
         model: v.model ?? "facebook/esm2_t6_8M_UR50D",
@@ -140,7 +234,7 @@ export const trainCommand: Command = {
           "gradient-accumulation-steps",
           v["gradient-accumulation-steps"],
         ),
-        gradientCheckpointing: v["gradient-checkpointing"],
+        gradientCheckpointing: v["no-gradient-checkpointing"] ? false : v["gradient-checkpointing"],
         warmupSteps: numberFlag("warmup-steps", v["warmup-steps"]),
         warmupRatio: numberFlag("warmup-ratio", v["warmup-ratio"], "float"),
         maxGradNorm: numberFlag("max-grad-norm", v["max-grad-norm"], "float"),
@@ -155,24 +249,8 @@ export const trainCommand: Command = {
         resume: v.resume,
         signal: controller.signal,
         onMessage: say,
-        onEvent: (e) => {
-          if (e.type === "start" && e.resumedFrom !== null)
-            say(`resuming from step ${e.resumedFrom}`);
-          if (e.type === "step") {
-            bar.update(
-              e.step,
-              e.totalSteps,
-              `loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${Math.round(e.tokensPerSecond)} tok/s`,
-            );
-          }
-          if (e.type === "eval") {
-            const m = e.metrics;
-            say(
-              `\neval epoch ${e.epoch}: loss ${m.loss.toFixed(4)} accuracy ${m.accuracy.toFixed(4)} f1 ${m.f1.toFixed(4)} mcc ${m.mcc.toFixed(4)} auc ${m.rocAuc?.toFixed(4)}`,
-            );
-          }
-          if (e.type === "end") bar.finish(`${e.step} steps`);
-        },
+        onEvent: trainEventPrinter(say, bar),
+        onTransfer: transfers,
       });
       if (result.interrupted) {
         say(

@@ -164,8 +164,21 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
         "full fine-tuning on wasm: word embeddings are frozen (the wasm backend lacks the kernel for their gradient)",
       );
     }
+    // The wasm heap stops at 4 GB: a plain LoRA step of the 8M model at 8 x 256 tokens
+    // already exceeds it (bench/step-memory.ts), so checkpointing is the default there.
+    let gradientCheckpointing = options.gradientCheckpointing;
+    if (
+      gradientCheckpointing === undefined &&
+      (backend.name === "wasm" || backend.name === "cpu")
+    ) {
+      gradientCheckpointing = true;
+      say(
+        `gradient checkpointing on (default on the ${backend.name} backend, whose memory is limited; --no-gradient-checkpointing turns it off)`,
+      );
+    }
     const result = await train({
       ...options,
+      gradientCheckpointing,
       model,
       lora,
       train: trainSet,
