@@ -2,6 +2,8 @@
  * esmkit: fine-tune ESM-2 efficiently and serve it, from TypeScript.
  * The public API, re-exported explicitly.
  */
+
+export * from "./aws";
 export {
   activeBackend,
   BACKEND_NAMES,

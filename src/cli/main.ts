@@ -9,6 +9,7 @@ import { evaluateCommand } from "./evaluate-command";
 import { kernelCommand } from "./kernel-command";
 import { predictCommand } from "./predict-command";
 import { prepareCommand } from "./prepare-command";
+import { sagemakerCommand } from "./sagemaker-command";
 import { serveCommand } from "./serve-command";
 import { trainCommand } from "./train-command";
 
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   kernel: kernelCommand,
   predict: predictCommand,
   serve: serveCommand,
+  sagemaker: sagemakerCommand,
 };
 
 function help(): string {
@@ -50,7 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     );
     return 2;
   }
-  if (rest.includes("--help") || rest.includes("-h")) {
+  if ((rest.includes("--help") || rest.includes("-h")) && name !== "sagemaker") {
     process.stdout.write(command.usage);
     return 0;
   }
