@@ -170,44 +170,58 @@ async function predictAll(
   let rows = 0;
   let truncated = 0;
   let batch: InputRecord[] = [];
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const seqs = batch.map((r) =>
+  // Up to `concurrency` batches in flight (worker threads), written in input order.
+  const inFlight: Promise<string>[] = [];
+  const concurrency = Math.max(1, predictor.concurrency ?? 1);
+  const start = (records: InputRecord[]): Promise<string> => {
+    const seqs = records.map((r) =>
       normaliseSequence(r.raw, {
         maxLength: predictor.maxLength,
         tooLong: options.tooLong,
         where: r.where,
       }),
     );
-    const probs = await predictor.predict(seqs.map((s) => s.sequence));
-    const lines: string[] = [];
-    for (let i = 0; i < batch.length; i++) {
-      const p = toPrediction(probs[i]!, seqs[i]!.truncated);
-      const length = seqs[i]!.length;
-      if (p.truncated) truncated++;
-      if (options.format === "jsonl") {
-        lines.push(JSON.stringify({ id: batch[i]!.id, ...p, length }));
-      } else {
-        const cells = [
-          batch[i]!.id,
-          p.label,
-          String(p.score),
-          ...labels.map((l) => String(p.probabilities[l])),
-          String(p.truncated),
-          String(length),
-        ];
-        lines.push(cells.map(csvCell).join(","));
+    return predictor.predict(seqs.map((s) => s.sequence)).then((probs) => {
+      const lines: string[] = [];
+      for (let i = 0; i < records.length; i++) {
+        const p = toPrediction(probs[i]!, seqs[i]!.truncated);
+        const length = seqs[i]!.length;
+        if (p.truncated) truncated++;
+        if (options.format === "jsonl") {
+          lines.push(JSON.stringify({ id: records[i]!.id, ...p, length }));
+        } else {
+          const cells = [
+            records[i]!.id,
+            p.label,
+            String(p.score),
+            ...labels.map((l) => String(p.probabilities[l])),
+            String(p.truncated),
+            String(length),
+          ];
+          lines.push(cells.map(csvCell).join(","));
+        }
       }
-    }
-    rows += batch.length;
-    batch = [];
-    await output.write(`${lines.join("\n")}\n`);
+      rows += records.length;
+      return `${lines.join("\n")}\n`;
+    });
   };
-  for await (const r of records) {
-    batch.push(r);
-    if (batch.length >= options.batchSize) await flush();
+  const flush = async () => {
+    if (batch.length === 0) return;
+    inFlight.push(start(batch));
+    batch = [];
+    if (inFlight.length >= concurrency) await output.write(await inFlight.shift()!);
+  };
+  try {
+    for await (const r of records) {
+      batch.push(r);
+      if (batch.length >= options.batchSize) await flush();
+    }
+    await flush();
+    while (inFlight.length > 0) await output.write(await inFlight.shift()!);
+  } finally {
+    // A failure leaves no unobserved rejections behind.
+    await Promise.allSettled(inFlight);
   }
-  await flush();
   return { rows, truncated };
 }
 

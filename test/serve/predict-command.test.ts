@@ -197,3 +197,50 @@ test("--sequence is repeatable (ids seq1, seq2, ...); usage errors exit 2 or nam
   );
   setPredictorLoader(undefined);
 });
+
+test("with a concurrent predictor, batches overlap and the output keeps the input order", async () => {
+  let running = 0;
+  let maxRunning = 0;
+  const fake = new FakePredictor({ labels: LABELS, maxLength: 64 });
+  const concurrent = {
+    labels: fake.labels,
+    maxLength: fake.maxLength,
+    concurrency: 3,
+    async predict(seqs: string[]) {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      // Later batches finish first: order must come from the input, not completion.
+      await new Promise((r) => setTimeout(r, 40 - 5 * Math.min(seqs[0]!.length, 7)));
+      running--;
+      return fake.predict(seqs);
+    },
+  };
+  setPredictorLoader(async () => concurrent);
+  const dir = await tmp();
+  const out = path.join(dir, "out.jsonl");
+  const seqs = ["M", "MK", "MKT", "MKTA", "MKTAY", "MKTAYI", "MKTAYIA"];
+  const code = await predictCommand.run([
+    "--model",
+    "m",
+    ...seqs.flatMap((s) => ["--sequence", s]),
+    "--batch-size",
+    "1",
+    "--out",
+    out,
+    "--quiet",
+  ]);
+  assert.equal(code, 0);
+  const rows = (await readFile(out, "utf8"))
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    rows.map((r) => r.id),
+    seqs.map((_, i) => `seq${i + 1}`),
+  );
+  assert.deepEqual(
+    rows.map((r) => r.length),
+    seqs.map((s) => s.length),
+  );
+  assert.ok(maxRunning > 1 && maxRunning <= 3, `max concurrent batches ${maxRunning}`);
+});
