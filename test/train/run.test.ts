@@ -121,3 +121,105 @@ test("esmkit train (LoRA) writes model/, adapter/, metrics.json, history.jsonl a
     /--class-weights expects balanced, none or numbers like 0.7,1.7; got "heavy"/,
   );
 });
+
+test("esmkit evaluate prints the metrics of a saved model on a prepared split", async () => {
+  const out = path.join(await mkdtemp(path.join(tmpdir(), "esmkit-run-")), "metrics.json");
+  const r = spawnSync(
+    process.execPath,
+    [
+      path.join(REPO_ROOT, "bin", "esmkit.js"),
+      "evaluate",
+      "--model",
+      TINY,
+      "--data",
+      data,
+      "--limit",
+      "12",
+      "--max-length",
+      "32",
+      "--out",
+      out,
+    ],
+    { encoding: "utf8" },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const printed = JSON.parse(r.stdout);
+  assert.deepEqual(printed, JSON.parse(readFileSync(out, "utf8")));
+  assert.equal(printed.examples, 12);
+  assert.equal(printed.metrics.count, 12);
+  const [[tn, fp], [fn, tp]] = printed.metrics.confusionMatrix;
+  assert.equal(tn + fp + fn + tp, 12);
+  assert.ok(Math.abs(printed.metrics.accuracy - (tn + tp) / 12) < 1e-12);
+  const bad = spawnSync(
+    process.execPath,
+    [
+      path.join(REPO_ROOT, "bin", "esmkit.js"),
+      "evaluate",
+      "--model",
+      TINY,
+      "--data",
+      data,
+      "--split",
+      "dev",
+    ],
+    { encoding: "utf8" },
+  );
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--split must be train or test, got "dev"/);
+});
+
+test("Ctrl-C during esmkit train saves a checkpoint, exits 130, and --resume continues", async () => {
+  const out = path.join(await mkdtemp(path.join(tmpdir(), "esmkit-run-")), "int");
+  const args = [
+    path.join(REPO_ROOT, "bin", "esmkit.js"),
+    "train",
+    "--data",
+    data,
+    "--model",
+    TINY,
+    "--out",
+    out,
+    "--max-steps",
+    "400",
+    "--batch-size",
+    "2",
+    "--max-length",
+    "24",
+    "--limit-train",
+    "16",
+    "--limit-eval",
+    "4",
+  ];
+  const { spawn } = await import("node:child_process");
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr += d;
+  });
+  // Interrupt once training has started (LoRA report printed, first steps done).
+  await new Promise<void>((resolve) => {
+    const tick = setInterval(() => {
+      if (/LoRA r=/.test(stderr)) {
+        clearInterval(tick);
+        setTimeout(resolve, 1500);
+      }
+    }, 50);
+  });
+  child.kill("SIGINT");
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /interrupted at step (\d+); checkpoint saved/);
+  const step = Number(/interrupted at step (\d+)/.exec(stderr)![1]);
+  assert.ok(step > 0 && step < 400, `stopped at ${step}`);
+  assert.ok(existsSync(path.join(out, "checkpoints", `checkpoint-${step}`)));
+  const resumed = spawnSync(process.execPath, [...args, "--resume"], { encoding: "utf8" });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, new RegExp(`resuming from step ${step}`));
+  assert.ok(existsSync(path.join(out, "model", "model.safetensors")));
+  const steps = readFileSync(path.join(out, "history.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.type === "step").length;
+  assert.equal(steps, 400, "every step once in the history");
+});
