@@ -141,7 +141,9 @@ interface LmHead {
 const MASK_VALUE = -3.4028234663852886e38;
 
 /** Sequence lengths above which per-head attention is used under "auto" (see `attend`). */
-const PER_HEAD_MIN_LENGTH = 384;
+const PER_HEAD_MIN_LENGTH = 256;
+/** ...and at most this many (sequence, head) pairs: unstacking more costs more than it saves. */
+const PER_HEAD_MAX_HEADS = 64;
 
 /**
  * ESM-2 encoder with a sequence-classification head and, when the checkpoint has one,
@@ -426,8 +428,10 @@ export class Esm2Model {
    *
    * 2-D matmuls take wasm's fast kernel but pay per-op overhead (the unstack/stack
    * copies included). Whole 8M forward passes on an idle machine decided the cut:
-   * 8 x 256 batched 3.6 s vs per-head 4.9 s; 8 x 512 batched 11.4 s vs per-head 10.0 s.
-   * So "auto" uses per-head from 384 tokens and the batched matmul below. Per-head also never holds
+   * 8 x 256 batched 3.6 s vs per-head 4.9 s; 8 x 512 batched 11.4 s vs per-head 10.0 s;
+   * 1 x 400 batched 1.0 s vs per-head 0.5 s; 16 x 400 batched 16.7 s vs per-head 25.7 s
+   * (unstacking many heads costs more than it saves). So "auto" uses per-head for
+   * sequences of 256+ tokens when there are at most 64 (sequence, head) pairs. Per-head also never holds
    * the whole `[B, nh, L, L]` score tensor (168 MB at 8 x 512 for the 8M model).
    * A whole 8M-model layer at 8 x 512 (machine under load from other jobs): per-head
    * 1.5-1.9 s, batched 1.9-2.3 s. The cpu backend was slower on both, per-head
@@ -441,7 +445,8 @@ export class Esm2Model {
   ): tf.Tensor4D {
     const [B, nh, L, hd] = qh.shape;
     const perHead =
-      this.attention === "per-head" || (this.attention === "auto" && L >= PER_HEAD_MIN_LENGTH);
+      this.attention === "per-head" ||
+      (this.attention === "auto" && L >= PER_HEAD_MIN_LENGTH && B * nh <= PER_HEAD_MAX_HEADS);
     // Under a gradient tape, always the batched path: its hand-written backward pass is
     // far faster than differentiating the per-head graph (see fast-grad.ts).
     if (!perHead || recordingGradients()) return attention(qh, kT, vh, additiveMask);
