@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { describeBackend, selectBackend } from "../backend";
@@ -86,6 +87,7 @@ export const demoCommand: Command = {
       epochs: numberFlag("epochs", v.epochs) ?? 1,
       gradientAccumulationSteps: 2,
       gradientCheckpointing: true,
+      workers: Math.min(2, availableParallelism()),
       warmupRatio: 0.1,
       maxLength: numberFlag("max-length", v["max-length"]) ?? 192,
       limitTrain: trainN,

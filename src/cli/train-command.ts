@@ -52,6 +52,7 @@ and on failure the reason to /opt/ml/output/failure (see docs/aws.md).
   --eval-batch-size N            16
   --limit-train N, --limit-eval N  use only the first N examples
   --backend NAME                 auto | tensorflow-gpu | tensorflow | wasm | cpu
+  --workers N                    threads for the accumulation micro-batches (LoRA)   1
   --resume                       continue from the latest checkpoint in DIR
   --quiet
 `;
@@ -178,6 +179,7 @@ export const trainCommand: Command = {
         "limit-train": { type: "string" },
         "limit-eval": { type: "string" },
         backend: { type: "string" },
+        workers: { type: "string" },
         resume: { type: "boolean" },
         quiet: { type: "boolean" },
       },
@@ -246,6 +248,7 @@ export const trainCommand: Command = {
         limitTrain: numberFlag("limit-train", v["limit-train"]),
         limitEval: numberFlag("limit-eval", v["limit-eval"]),
         backend: v.backend as BackendChoice | undefined,
+        workers: numberFlag("workers", v.workers),
         resume: v.resume,
         signal: controller.signal,
         onMessage: say,

@@ -16,6 +16,7 @@ import { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
 import type { Example } from "./batching";
 import type { EvalResult } from "./evaluate";
+import { GradientPool, type ReplicaRecipe } from "./parallel";
 import { type TrainConfig, type TrainEvent, train } from "./trainer";
 
 export interface FineTuneOptions extends Partial<TrainConfig> {
@@ -34,6 +35,8 @@ export interface FineTuneOptions extends Partial<TrainConfig> {
   /** When the base model cannot be loaded from the Hub, use random weights of the same size. */
   randomIfUnavailable?: boolean;
   backend?: BackendChoice;
+  /** Worker threads computing the accumulation micro-batches at once (LoRA, accumulation >= 2); default 1. */
+  workers?: number;
   resume?: boolean;
   signal?: AbortSignal;
   onEvent?: (event: TrainEvent) => void;
@@ -62,11 +65,15 @@ function presetFor(id: string): Esm2PresetName | undefined {
 export async function loadBaseModel(
   id: string,
   options: { randomIfUnavailable?: boolean; seed?: number; onMessage?: (m: string) => void } = {},
-): Promise<{ model: Esm2Model; randomWeights: boolean }> {
+): Promise<{ model: Esm2Model; randomWeights: boolean; recipe: ReplicaRecipe["model"] }> {
   const say = options.onMessage ?? (() => undefined);
   try {
     const model = await fromPretrained(id, { seed: options.seed, onWarning: say });
-    return { model, randomWeights: false };
+    return {
+      model,
+      randomWeights: false,
+      recipe: { kind: "pretrained", path: id, seed: options.seed },
+    };
   } catch (e) {
     const preset = presetFor(id);
     if (!options.randomIfUnavailable || !preset || existsSync(id)) throw e;
@@ -80,9 +87,14 @@ export async function loadBaseModel(
         "*".repeat(78),
       ].join("\n"),
     );
-    const model = Esm2Model.random(esm2Config(preset), { seed: options.seed ?? 42 });
+    const config = esm2Config(preset);
+    const model = Esm2Model.random(config, { seed: options.seed ?? 42 });
     model.nameOrPath = id;
-    return { model, randomWeights: true };
+    return {
+      model,
+      randomWeights: true,
+      recipe: { kind: "random", config, seed: options.seed ?? 42 },
+    };
   }
 }
 
@@ -142,12 +154,13 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
     `data: ${trainSet.length} training and ${evalSet.length} evaluation examples from ${options.data}`,
   );
 
-  const { model, randomWeights } = await loadBaseModel(options.model, {
+  const { model, randomWeights, recipe } = await loadBaseModel(options.model, {
     randomIfUnavailable: options.randomIfUnavailable,
     seed: options.seed,
     onMessage: say,
   });
   let lora: LoraModel | undefined;
+  let pool: GradientPool | undefined;
   try {
     if (options.lora !== false) {
       lora = applyLora(model, options.lora ?? {}, options.seed ?? 42);
@@ -176,8 +189,19 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
         `gradient checkpointing on (default on the ${backend.name} backend, whose memory is limited; --no-gradient-checkpointing turns it off)`,
       );
     }
+    const workers = options.workers ?? 1;
+    if (workers > 1 && lora && (options.gradientAccumulationSteps ?? 1) >= 2) {
+      pool = await GradientPool.start(
+        { model: recipe, lora: lora.config, loraSeed: options.seed ?? 42, backend: backend.name },
+        workers,
+      );
+      say(`${workers} worker threads compute the accumulation micro-batches in parallel`);
+    } else if (workers > 1) {
+      say("--workers applies to LoRA with gradient accumulation >= 2; training on one thread");
+    }
     const result = await train({
       ...options,
+      pool,
       gradientCheckpointing,
       model,
       lora,
@@ -218,6 +242,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
       files,
     };
   } finally {
+    await pool?.dispose();
     lora?.dispose();
     model.dispose();
   }

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
+import { SeededRandom } from "../util/random";
 import { type Batch, batchesPerEpoch, type Example, epochBatches } from "./batching";
 import {
   latestCheckpoint,
@@ -23,6 +24,7 @@ import { type EvalResult, evaluate } from "./evaluate";
 import { HistoryWriter } from "./history";
 import { balancedClassWeights } from "./loss";
 import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
+import type { GradientPool } from "./parallel";
 import { linearScheduleWithWarmup } from "./schedule";
 import { type ClassifierModel, lossAndGradients, type MicroBatch } from "./step";
 
@@ -107,6 +109,8 @@ export interface TrainOptions extends Partial<TrainConfig> {
   onEvent?: (event: TrainEvent) => void;
   /** Aborting stops after the current optimizer step, saving a checkpoint. */
   signal?: AbortSignal;
+  /** Worker threads computing the accumulation micro-batches in parallel (LoRA only). */
+  pool?: GradientPool;
 }
 
 export interface TrainResult {
@@ -158,6 +162,15 @@ function toTensors(b: Batch): MicroBatch {
     attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], "int32"),
     labels: tf.tensor1d(b.labels, "int32"),
   };
+}
+
+/** The state of a seeded stream after `draws` more draws from `state`. */
+function advance(state: number | null, draws: number): number | null {
+  if (state === null) return null;
+  const r = new SeededRandom(0);
+  r.setState(state);
+  for (let i = 0; i < draws; i++) r.next();
+  return r.getState();
 }
 
 function disposeBatch(b: MicroBatch): void {
@@ -218,6 +231,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   });
   const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
   const dropoutRng = lora?.dropoutRng;
+  const pool = options.pool;
+  if (pool && !lora)
+    throw new ConfigError(
+      "Parallel training (pool) needs LoRA: full fine-tuning runs on one thread",
+      {},
+    );
+  // Dropout seeds drawn per micro-batch: one per adapter forward (checkpointing replays).
+  const drawsPerMicroBatch = lora && lora.config.dropout > 0 ? lora.adapters.size : 0;
 
   const ckptRoot = path.join(options.outDir, "checkpoints");
   const state: ResumeState = { step: 0, epoch: 0, microBatch: 0, dropoutRng: null, tokens: 0 };
@@ -305,6 +326,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       let acc = new Map<string, tf.Tensor>();
       let accLoss = 0;
       let inWindow = 0;
+      let windowBatches: Batch[] = [];
       for (const batch of epochBatches(options.train, {
         batchSize: cfg.batchSize,
         seed: cfg.seed,
@@ -312,20 +334,43 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       })) {
         micro++;
         if (micro <= skip) continue;
-        const t = toTensors(batch);
-        const r = lossAndGradients(model, params, t, {
+        const stepOptions = {
           classWeights,
           lossScale: 1 / cfg.gradientAccumulationSteps,
           gradientCheckpointing: cfg.gradientCheckpointing,
-          dropoutRng,
-        });
-        disposeBatch(t);
-        addInto(acc, r.grads);
-        accLoss += r.loss;
-        inWindow++;
+        };
         state.tokens += batch.attentionMask.reduce((a, m) => a + m, 0);
+        inWindow++;
+        if (pool) {
+          windowBatches.push(batch);
+        } else {
+          const t = toTensors(batch);
+          const r = lossAndGradients(model, params, t, { ...stepOptions, dropoutRng });
+          disposeBatch(t);
+          addInto(acc, r.grads);
+          accLoss += r.loss;
+        }
         const windowDone = micro % cfg.gradientAccumulationSteps === 0 || micro === microPerEpoch;
         if (!windowDone) continue;
+        if (pool) {
+          // Each job starts from the dropout state the sequential loop would have had.
+          const start = dropoutRng?.getState() ?? null;
+          const jobs = windowBatches.map((b, k) => ({
+            batch: b,
+            rngState: advance(start, k * drawsPerMicroBatch),
+          }));
+          const results = await pool.run(params, jobs, stepOptions);
+          for (const r of results) {
+            const grads = new Map<string, tf.Tensor>();
+            for (const [name, data] of Object.entries(r.grads))
+              grads.set(name, tf.tensor(data, params.get(name)!.shape));
+            addInto(acc, grads);
+            accLoss += r.loss;
+          }
+          const end = advance(start, windowBatches.length * drawsPerMicroBatch);
+          if (dropoutRng && end !== null) dropoutRng.setState(end);
+          windowBatches = [];
+        }
 
         const lr = schedule.lrAt(optimizer.stepCount);
         const clipped = clipGradNorm(acc, cfg.maxGradNorm);
