@@ -260,13 +260,21 @@ async function train(argv: string[]): Promise<number> {
     modelArtifacts: d.ModelArtifacts?.S3ModelArtifacts,
     billableSeconds: d.BillableTimeInSeconds,
   });
-  if (d.TrainingJobStatus !== "Completed") {
-    process.stderr.write(
-      `esmkit sagemaker train: job ${job.name} ${d.TrainingJobStatus}${d.FailureReason ? `: ${d.FailureReason}` : ""}\n`,
-    );
-    return 1;
-  }
-  return 0;
+  return jobExitCode("train", job.name, d.TrainingJobStatus, d.FailureReason);
+}
+
+/** 0 for a Completed job; otherwise say how it ended and return 1. */
+function jobExitCode(
+  command: string,
+  name: string,
+  status: string | undefined,
+  reason: string | undefined,
+): number {
+  if (status === "Completed") return 0;
+  process.stderr.write(
+    `esmkit sagemaker ${command}: job ${name} ${status}${reason ? `: ${reason}` : ""}\n`,
+  );
+  return 1;
 }
 
 async function deploy(argv: string[]): Promise<number> {
@@ -509,13 +517,7 @@ async function transform(argv: string[]): Promise<number> {
     failureReason: d.FailureReason || undefined,
     output: d.TransformOutput?.S3OutputPath,
   });
-  if (d.TransformJobStatus !== "Completed") {
-    process.stderr.write(
-      `esmkit sagemaker transform: job ${job.name} ${d.TransformJobStatus}${d.FailureReason ? `: ${d.FailureReason}` : ""}\n`,
-    );
-    return 1;
-  }
-  return 0;
+  return jobExitCode("transform", job.name, d.TransformJobStatus, d.FailureReason);
 }
 
 async function describe(argv: string[]): Promise<number> {
