@@ -66,3 +66,23 @@ export function progressLine(
     },
   };
 }
+
+/** One progress line per transfer (e.g. S3 downloads and uploads), finished when complete. */
+export function transferPrinter(
+  quiet: boolean | undefined,
+): (e: { direction: string; uri: string; bytes: number; total?: number }) => void {
+  const bars = new Map<string, ProgressLine>();
+  return (e) => {
+    const key = `${e.direction} ${e.uri}`;
+    let bar = bars.get(key);
+    if (!bar) {
+      bar = progressLine(`${e.direction === "upload" ? "uploading" : "downloading"} ${e.uri}`, {
+        bytes: true,
+        quiet,
+      });
+      bars.set(key, bar);
+    }
+    if (e.total !== undefined && e.bytes >= e.total) bar.finish(formatBytes(e.total));
+    else bar.update(e.bytes, e.total);
+  };
+}

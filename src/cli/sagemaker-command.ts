@@ -11,7 +11,7 @@ import type { StatusUpdate } from "../aws/sagemaker";
 import { ConfigError } from "../errors";
 import type { Command } from "./main";
 import { numberFlag } from "./main";
-import { formatBytes, progressLine } from "./progress";
+import { transferPrinter } from "./progress";
 
 const COMMON = `  --region NAME             AWS region (default: AWS_REGION / the profile)
   --quiet                   no progress on stderr
@@ -144,7 +144,6 @@ function maybe<T extends object>(o: T): T | undefined {
 }
 
 function reporters(quiet: boolean | undefined) {
-  const bars = new Map<string, ReturnType<typeof progressLine>>();
   return {
     onStatus(s: StatusUpdate) {
       if (quiet) return;
@@ -152,19 +151,7 @@ function reporters(quiet: boolean | undefined) {
         `[${s.elapsedSeconds}s] ${s.resource} ${s.name}: ${s.status}${s.detail ? ` (${s.detail})` : ""}\n`,
       );
     },
-    onTransfer(e: S3TransferEvent) {
-      const key = `${e.direction} ${e.uri}`;
-      let bar = bars.get(key);
-      if (!bar) {
-        bar = progressLine(`${e.direction === "upload" ? "uploading" : "downloading"} ${e.uri}`, {
-          bytes: true,
-          quiet,
-        });
-        bars.set(key, bar);
-      }
-      if (e.total !== undefined && e.bytes >= e.total) bar.finish(formatBytes(e.total));
-      else bar.update(e.bytes, e.total);
-    },
+    onTransfer: transferPrinter(quiet) as (e: S3TransferEvent) => void,
     say(m: string) {
       if (!quiet) process.stderr.write(`${m}\n`);
     },

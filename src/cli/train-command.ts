@@ -9,7 +9,7 @@ import type { BackendChoice } from "../backend";
 import type { TrainConfig, TrainEvent } from "../train/trainer";
 import type { Command } from "./main";
 import { numberFlag } from "./main";
-import { formatBytes, type ProgressLine, progressLine } from "./progress";
+import { type ProgressLine, progressLine, transferPrinter } from "./progress";
 
 const USAGE = `Usage: esmkit train --data DIR --out DIR [--model ID|DIR] [options]
        esmkit train               (inside a SageMaker training container)
@@ -90,24 +90,6 @@ function trainEventPrinter(say: (m: string) => void, bar: ProgressLine) {
       );
     }
     if (e.type === "end") bar.finish(`${e.step} steps`);
-  };
-}
-
-/** One progress line per S3 transfer (downloads of --data/--model, the upload of --out). */
-function transferPrinter(quiet: boolean | undefined) {
-  const bars = new Map<string, ProgressLine>();
-  return (e: { direction: string; uri: string; bytes: number; total?: number }) => {
-    const key = `${e.direction} ${e.uri}`;
-    let bar = bars.get(key);
-    if (!bar) {
-      bar = progressLine(`${e.direction === "upload" ? "uploading" : "downloading"} ${e.uri}`, {
-        bytes: true,
-        quiet,
-      });
-      bars.set(key, bar);
-    }
-    if (e.total !== undefined && e.bytes >= e.total) bar.finish(formatBytes(e.total));
-    else bar.update(e.bytes, e.total);
   };
 }
 
