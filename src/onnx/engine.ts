@@ -1,0 +1,528 @@
+/**
+ * The onnx engine: ESM-2 forward passes and LoRA / full training steps run by
+ * onnxruntime's native CPU kernels instead of tfjs, on the same weights (read from the
+ * model's tf.Variables) and with the same results within float32 rounding. The tfjs
+ * model stays the owner of every weight: optimizers, checkpoints, adapters and saving
+ * are unchanged; this class only computes logits, losses and gradients.
+ *
+ * Gradient checkpointing: without it one graph runs forward and backward and
+ * onnxruntime keeps every activation it needs; with it, the forward pass keeps only each
+ * layer's input, and each layer's backward graph recomputes that layer first.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { ConfigError } from "../errors";
+import type { LoraModel } from "../lora/lora";
+import type { Esm2Model } from "../model/esm2";
+import type { MicroBatch, StepOptions, StepResult } from "../train/step";
+import { SeededRandom } from "../util/random";
+import {
+  dropoutMaskName,
+  EMBEDDING,
+  EsmGraph,
+  FINAL_NORM,
+  type GraphPlan,
+  HEAD_LINEARS,
+  IN,
+  LAYER_LINEARS,
+  LAYER_NORMS,
+  layerPrefix,
+  type ModulePlan,
+  OUT,
+} from "./esm-graph";
+import { floatTensor, int32Tensor, OrtSession, type OrtTensor } from "./runtime";
+
+/** Largest float32, negated: the additive mask value transformers uses. */
+const MASK_VALUE = -3.4028234663852886e38;
+const LAYER_ALIAS = "layer.";
+
+export interface OnnxEngineOptions {
+  /** onnxruntime intra-op threads (default 1). */
+  threads?: number;
+  /** The LoRA wrapper of the model, if any (its unmerged adapters take part). */
+  lora?: LoraModel;
+}
+
+/** Inputs of one batch as plain arrays. */
+export interface TokenBatch {
+  /** `[B * L]` row-major token ids. */
+  inputIds: ArrayLike<number>;
+  /** `[B * L]` 0/1. */
+  attentionMask: ArrayLike<number>;
+  batchSize: number;
+  seqLen: number;
+}
+
+interface BatchTables {
+  feeds: Record<string, OrtTensor>;
+  B: number;
+  L: number;
+}
+
+export class OnnxEsmEngine {
+  readonly threads: number;
+  private readonly sessions = new Map<string, OrtSession>();
+  private readonly weightCache = new WeakMap<object, OrtTensor>();
+  private readonly invFreq: Float32Array;
+
+  constructor(
+    readonly model: Esm2Model,
+    private readonly options: OnnxEngineOptions = {},
+  ) {
+    this.threads = options.threads ?? 1;
+    this.invFreq = new Float32Array(model.invFreq.dataSync());
+  }
+
+  /** Classification logits `[B, numLabels]` (row-major) for a batch; no gradients. */
+  logits(batch: TokenBatch): Float32Array {
+    const plan = this.plan(new Set(), false);
+    const key = `forward:${signature(plan)}`;
+    const session = this.session(key, () => {
+      const eg = new EsmGraph("esm2_forward", plan);
+      let h = eg.embed();
+      for (let i = 0; i < plan.config.numHiddenLayers; i++) h = eg.layer(i, h).out;
+      eg.g.output(OUT.logits, eg.head(h).logits, "float", ["B", plan.config.numLabels]);
+      return eg.g.build();
+    });
+    const t = this.tables(batch);
+    const out = session.run({ ...t.feeds, ...this.weightFeeds(session, new Set()) });
+    return out[OUT.logits]!.data as Float32Array;
+  }
+
+  /**
+   * Loss and gradients of one micro-batch, as `lossAndGradients` in train/step.ts
+   * computes them: gradients of the scaled loss for every tensor in `params`.
+   */
+  lossAndGradients(
+    params: Map<string, tf.Variable>,
+    batch: MicroBatch,
+    options: StepOptions = {},
+  ): StepResult {
+    const names = new Set(params.keys());
+    if (names.has(EMBEDDING)) {
+      throw new ConfigError(
+        "The onnx engine does not train the word embeddings; freeze them or use the tfjs engine",
+        { param: EMBEDDING },
+      );
+    }
+    const lora = this.options.lora;
+    const training = lora ? lora.training : false;
+    const plan = this.plan(names, training);
+    const [B, L] = batch.inputIds.shape;
+    const tb: TokenBatch = {
+      inputIds: batch.inputIds.dataSync(),
+      attentionMask: batch.attentionMask.dataSync(),
+      batchSize: B,
+      seqLen: L,
+    };
+    const t = this.tables(tb);
+    const labels = batch.labels.dataSync();
+    const lw = lossWeights(
+      labels,
+      plan.config.numLabels,
+      options.classWeights,
+      options.lossScale ?? 1,
+    );
+    const feeds: Record<string, OrtTensor> = {
+      ...t.feeds,
+      [IN.lossWeights]: floatTensor(lw.weights, [B, plan.config.numLabels]),
+      ...this.dropoutMasks(plan, B * L, options.dropoutRng),
+    };
+    const scale = options.lossScale ?? 1;
+    const grads = new Map<string, tf.Tensor>();
+    let lossValue: number;
+    if (options.gradientCheckpointing) {
+      lossValue = this.checkpointedStep(plan, names, params, feeds, grads);
+    } else {
+      const session = this.session(`train:${signature(plan)}`, () => {
+        const eg = new EsmGraph("esm2_train", plan);
+        let h = eg.embed();
+        const saved = [];
+        for (let i = 0; i < plan.config.numHiddenLayers; i++) {
+          const r = eg.layer(i, h);
+          saved.push(r.s);
+          h = r.out;
+        }
+        const head = eg.head(h);
+        const { loss, dLogits } = eg.loss(head.logits);
+        eg.g.output(OUT.loss, loss, "float", []);
+        let d = head.back(dLogits, plan.config.numHiddenLayers > 0);
+        for (let i = plan.config.numHiddenLayers - 1; i >= 0; i--)
+          d = eg.layerBack(i, saved[i]!, d!);
+        eg.outputGrads((n) => this.shapeOf(n));
+        return eg.g.build();
+      });
+      const out = session.run({ ...feeds, ...this.weightFeeds(session, names) });
+      lossValue = (out[OUT.loss]!.data as Float32Array)[0]!;
+      this.collect(out, names, (n) => n, params, grads);
+    }
+    const loss = lw.empty ? Number.NaN : lossValue / scale;
+    return { loss, grads };
+  }
+
+  dispose(): void {
+    for (const s of this.sessions.values()) s.dispose();
+    this.sessions.clear();
+  }
+
+  // ---- checkpointed step ----
+
+  private checkpointedStep(
+    basePlan: GraphPlan,
+    names: Set<string>,
+    params: Map<string, tf.Variable>,
+    feeds: Record<string, OrtTensor>,
+    grads: Map<string, tf.Tensor>,
+  ): number {
+    const nl = basePlan.config.numHiddenLayers;
+    const [B, , , L] = feeds[IN.addMask]!.dims as number[];
+    const plan: GraphPlan = {
+      ...basePlan,
+      headGroups: headGroupsFor(basePlan.config.numAttentionHeads, B!, L!),
+    };
+    const embed = this.session("embed", () => {
+      const eg = new EsmGraph("esm2_embed", plan);
+      eg.g.output(OUT.hidden, eg.embed(), "float", ["N", plan.config.hiddenSize]);
+      return eg.g.build();
+    });
+    const hiddens: OrtTensor[] = [
+      embed.run({ ...feeds, ...this.weightFeeds(embed, names) })[OUT.hidden]!,
+    ];
+    for (let i = 0; i < nl; i++) {
+      const s = this.layerSession(plan, i, "fwd");
+      const out = s.run({ ...this.layerFeeds(s, i, feeds, names), [IN.hidden]: hiddens[i]! });
+      hiddens.push(out[OUT.hidden]!);
+    }
+    const headKey = `head:${signature(plan, "head")}`;
+    const head = this.session(headKey, () => {
+      const eg = new EsmGraph("esm2_head", plan);
+      const h = eg.g.input(IN.hidden, "float", ["N", plan.config.hiddenSize]);
+      const hd = eg.head(h);
+      const { loss, dLogits } = eg.loss(hd.logits);
+      eg.g.output(OUT.loss, loss, "float", []);
+      eg.g.output(OUT.dHidden, hd.back(dLogits, true)!, "float", ["N", plan.config.hiddenSize]);
+      eg.outputGrads((n) => this.shapeOf(n));
+      return eg.g.build();
+    });
+    const ho = head.run({ ...feeds, ...this.weightFeeds(head, names), [IN.hidden]: hiddens[nl]! });
+    const loss = (ho[OUT.loss]!.data as Float32Array)[0]!;
+    this.collect(ho, names, (n) => n, params, grads);
+    let d = ho[OUT.dHidden]!;
+    for (let i = nl - 1; i >= 0; i--) {
+      const s = this.layerSession(plan, i, "bwd");
+      const out = s.run({
+        ...this.layerFeeds(s, i, feeds, names),
+        [IN.hidden]: hiddens[i]!,
+        [IN.dHidden]: d,
+      });
+      this.collect(out, names, (n) => unalias(n, i), params, grads);
+      d = out[OUT.dHidden]!;
+    }
+    return loss;
+  }
+
+  private layerSession(plan: GraphPlan, i: number, kind: "fwd" | "bwd"): OrtSession {
+    const sig = signature(plan, i);
+    return this.session(`layer-${kind}:${sig}`, () => {
+      const eg = new EsmGraph(`esm2_layer_${kind}`, plan, (k) => alias(k, i));
+      const h = eg.g.input(IN.hidden, "float", ["N", plan.config.hiddenSize]);
+      const r = eg.layer(i, h);
+      if (kind === "fwd") {
+        eg.g.output(OUT.hidden, r.out, "float", ["N", plan.config.hiddenSize]);
+      } else {
+        const dOut = eg.g.input(IN.dHidden, "float", ["N", plan.config.hiddenSize]);
+        eg.g.output(OUT.dHidden, eg.layerBack(i, r.s, dOut), "float", [
+          "N",
+          plan.config.hiddenSize,
+        ]);
+        eg.outputGrads((n) => this.shapeOf(unalias(n, i)));
+      }
+      return eg.g.build();
+    });
+  }
+
+  private layerFeeds(
+    s: OrtSession,
+    i: number,
+    feeds: Record<string, OrtTensor>,
+    trainable: Set<string>,
+  ): Record<string, OrtTensor> {
+    const out: Record<string, OrtTensor> = {};
+    for (const n of s.inputNames) {
+      if (n === IN.hidden || n === IN.dHidden) continue;
+      const key = unalias(n, i);
+      if (key in feeds) out[n] = feeds[key]!;
+      else if (n in feeds) out[n] = feeds[n]!;
+      else out[n] = this.weight(key, trainable);
+    }
+    return out;
+  }
+
+  // ---- shared pieces ----
+
+  private collect(
+    out: Record<string, OrtTensor>,
+    names: Set<string>,
+    toKey: (inputName: string) => string,
+    params: Map<string, tf.Variable>,
+    grads: Map<string, tf.Tensor>,
+  ): void {
+    for (const [name, t] of Object.entries(out)) {
+      if (!name.startsWith("grad:")) continue;
+      const key = toKey(name.slice(5));
+      if (!names.has(key)) continue;
+      const v = params.get(key)!;
+      grads.set(key, tf.tensor(t.data as Float32Array, v.shape, "float32"));
+    }
+  }
+
+  private session(key: string, build: () => Uint8Array): OrtSession {
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = new OrtSession(build(), { threads: this.threads });
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /** Every tensor the model and its adapters hold, by graph input name. */
+  private variables(): Map<string, tf.Variable> {
+    const vars = this.model.namedVariables();
+    const lora = this.options.lora;
+    if (lora) for (const [k, v] of lora.trainableVariables()) vars.set(k, v);
+    return vars;
+  }
+
+  private shapeOf(key: string): number[] {
+    const v = this.variables().get(key);
+    if (!v) throw new Error(`No variable ${key}`);
+    return [...v.shape];
+  }
+
+  /** A weight as an onnxruntime tensor; frozen ones are cached until reassigned. */
+  private weight(key: string, trainable: Set<string>): OrtTensor {
+    const v = this.variables().get(key);
+    if (!v) throw new Error(`The graph needs ${key}, which the model does not hold`);
+    const dataId = (v as unknown as { dataId: object }).dataId;
+    if (!trainable.has(key)) {
+      const hit = this.weightCache.get(dataId);
+      if (hit) return hit;
+    }
+    const t = floatTensor(new Float32Array(v.dataSync() as Float32Array), v.shape);
+    if (!trainable.has(key)) this.weightCache.set(dataId, t);
+    return t;
+  }
+
+  private weightFeeds(s: OrtSession, trainable: Set<string>): Record<string, OrtTensor> {
+    const out: Record<string, OrtTensor> = {};
+    const tableNames = new Set<string>(Object.values(IN));
+    for (const n of s.inputNames) {
+      if (tableNames.has(n) || n.endsWith(".lora_dropout_mask")) continue;
+      out[n] = this.weight(n, trainable);
+    }
+    return out;
+  }
+
+  /** The per-batch tables every graph takes (see esm-graph.ts). */
+  private tables(batch: TokenBatch): BatchTables {
+    const { batchSize: B, seqLen: L } = batch;
+    const c = this.model.config;
+    if (batch.inputIds.length !== B * L || batch.attentionMask.length !== B * L) {
+      throw new ConfigError(
+        `A batch of ${B} x ${L} needs ${B * L} ids and mask values; got ${batch.inputIds.length} and ${batch.attentionMask.length}`,
+        { batchSize: B, seqLen: L },
+      );
+    }
+    const ids = new Int32Array(B * L);
+    const rowScale = new Float32Array(B * L);
+    const addMask = new Float32Array(B * L);
+    for (let b = 0; b < B; b++) {
+      let real = 0;
+      let masked = 0;
+      for (let l = 0; l < L; l++) {
+        const id = batch.inputIds[b * L + l]!;
+        if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) {
+          throw new ConfigError(`Token id ${id} at [${b}, ${l}] is not in [0, ${c.vocabSize})`, {
+            id,
+          });
+        }
+        ids[b * L + l] = id;
+        const m = batch.attentionMask[b * L + l]! ? 1 : 0;
+        real += m;
+        if (c.tokenDropout && c.maskTokenId !== null && id === c.maskTokenId) masked++;
+        addMask[b * L + l] = m ? 0 : MASK_VALUE;
+      }
+      const useDropout = c.tokenDropout && c.maskTokenId !== null;
+      const scale = useDropout
+        ? Math.fround(Math.fround(1 - 0.15 * 0.8) / Math.fround(1 - Math.fround(masked / real)))
+        : 1;
+      for (let l = 0; l < L; l++) {
+        const m = batch.attentionMask[b * L + l]! ? 1 : 0;
+        const isMask = useDropout && ids[b * L + l] === c.maskTokenId;
+        rowScale[b * L + l] = isMask ? 0 : m * scale;
+      }
+    }
+    const hd = c.hiddenSize / c.numAttentionHeads;
+    const half = hd / 2;
+    const cos = new Float32Array(L * hd);
+    const sin = new Float32Array(L * hd);
+    for (let l = 0; l < L; l++) {
+      for (let j = 0; j < hd; j++) {
+        const f = Math.fround(l * this.invFreq[j % half]!);
+        cos[l * hd + j] = Math.cos(f);
+        sin[l * hd + j] = Math.sin(f);
+      }
+    }
+    return {
+      B,
+      L,
+      feeds: {
+        [IN.ids]: int32Tensor(ids, [B, L]),
+        [IN.rowScale]: floatTensor(rowScale, [B, L, 1]),
+        [IN.addMask]: floatTensor(addMask, [B, 1, 1, L]),
+        [IN.cos]: floatTensor(cos, [L, 1, hd]),
+        [IN.sin]: floatTensor(sin, [L, 1, hd]),
+      },
+    };
+  }
+
+  /** One inverted-dropout mask per adapted module with dropout, seeds drawn in forward order. */
+  private dropoutMasks(
+    plan: GraphPlan,
+    rows: number,
+    rng?: SeededRandom,
+  ): Record<string, OrtTensor> {
+    const out: Record<string, OrtTensor> = {};
+    const lora = this.options.lora;
+    if (!lora) return out;
+    const p = lora.config.dropout;
+    for (const module of moduleOrder(plan.config.numHiddenLayers)) {
+      const mp = plan.modules.get(module);
+      if (!mp?.lora?.dropout) continue;
+      const inF = this.shapeOf(`${module}.lora_A.weight`)[0]!;
+      const r = new SeededRandom((rng ?? lora.dropoutRng).int(2 ** 31));
+      const mask = new Float32Array(rows * inF);
+      const keep = Math.fround(1 / (1 - p));
+      for (let i = 0; i < mask.length; i++) mask[i] = r.next() < p ? 0 : keep;
+      out[dropoutMaskName(module)] = floatTensor(mask, [rows, inF]);
+    }
+    return out;
+  }
+
+  /** Which modules train, carry LoRA, and which norms train, for this model and `trainable`. */
+  private plan(trainable: Set<string>, training: boolean): GraphPlan {
+    const lora = this.options.lora;
+    const modules = new Map<string, ModulePlan>();
+    for (const module of moduleOrder(this.model.config.numHiddenLayers)) {
+      const adapter = lora?.adapters.get(module);
+      const active = adapter && !adapter.merged;
+      modules.set(module, {
+        hasBias: true,
+        trainable: trainable.has(`${module}.weight`) || trainable.has(`${module}.bias`),
+        lora: active
+          ? {
+              scaling: adapter.scaling,
+              rank: adapter.config.rank,
+              dropout: training && adapter.config.dropout > 0,
+            }
+          : null,
+      });
+    }
+    const norms = new Set<string>();
+    for (let i = 0; i < this.model.config.numHiddenLayers; i++) {
+      for (const n of LAYER_NORMS) norms.add(`${layerPrefix(i)}${n}`);
+    }
+    norms.add(FINAL_NORM);
+    const trainableNorms = new Set(
+      [...norms].filter((n) => trainable.has(`${n}.weight`) || trainable.has(`${n}.bias`)),
+    );
+    return { config: this.model.config, modules, trainableNorms };
+  }
+}
+
+/**
+ * Attention score bytes per head group that checkpointed layers aim for. Measured on the
+ * 8M architecture at 8 x 512, one thread: 8 MiB groups (one head) 4.1 s and 985 MB peak
+ * RSS per step, 32 MiB 5.4 s / 1036 MB, 64 MiB 4.6 s / 1072 MB (noisy machine).
+ */
+const GROUP_SCORE_BYTES = 8 * 2 ** 20;
+
+/**
+ * Head groups for checkpointed layers: the fewest (a divisor of the head count) that
+ * keep one group's `[B, heads, L, L]` scores under GROUP_SCORE_BYTES, so recomputing a
+ * layer never holds the whole score tensor.
+ */
+export function headGroupsFor(heads: number, batch: number, length: number): number {
+  for (let g = 1; g < heads; g++) {
+    if (heads % g === 0 && batch * (heads / g) * length * length * 4 <= GROUP_SCORE_BYTES) return g;
+  }
+  return heads;
+}
+
+/** Linear modules in forward order (layers, then the classifier). */
+function moduleOrder(layers: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < layers; i++) for (const m of LAYER_LINEARS) out.push(`${layerPrefix(i)}${m}`);
+  out.push(...HEAD_LINEARS);
+  return out;
+}
+
+/** A stable key for the parts of a plan a graph depends on (a layer, the head, or all). */
+function signature(plan: GraphPlan, part?: number | "head"): string {
+  const pick = (prefix: string, relative: boolean) => {
+    const mods = [...plan.modules]
+      .filter(([k]) => k.startsWith(prefix))
+      .map(([k, v]) => [relative ? k.slice(prefix.length) : k, v]);
+    const norms = [...plan.trainableNorms]
+      .filter((k) => k.startsWith(prefix))
+      .map((k) => (relative ? k.slice(prefix.length) : k));
+    return JSON.stringify([mods, norms]);
+  };
+  const c = plan.config;
+  const shape = `g${plan.headGroups ?? 1}/${c.hiddenSize}/${c.numAttentionHeads}/${c.intermediateSize}/${c.numLabels}/${c.vocabSize}/${c.layerNormEps}`;
+  if (part === undefined) return `${shape}:${pick("", false)}`;
+  if (part === "head")
+    return `${shape}:${pick("classifier.", false)}:${plan.trainableNorms.has(FINAL_NORM)}`;
+  return `${shape}:${pick(layerPrefix(part), true)}`;
+}
+
+function alias(key: string, i: number): string {
+  const p = layerPrefix(i);
+  return key.startsWith(p) ? LAYER_ALIAS + key.slice(p.length) : key;
+}
+
+function unalias(name: string, i: number): string {
+  return name.startsWith(LAYER_ALIAS) ? layerPrefix(i) + name.slice(LAYER_ALIAS.length) : name;
+}
+
+/**
+ * Rows of `w[y_i] / sum_j w[y_j] * scale` at column `y_i` (torch's weighted mean);
+ * ignored labels (-100) give zero rows. `empty` when nothing is left (the loss is NaN).
+ */
+export function lossWeights(
+  labels: ArrayLike<number>,
+  numClasses: number,
+  classWeights: number[] | undefined,
+  scale: number,
+): { weights: Float32Array; empty: boolean } {
+  const n = labels.length;
+  const out = new Float32Array(n * numClasses);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const y = labels[i]!;
+    if (y === -100) continue;
+    if (!(Number.isInteger(y) && y >= 0 && y < numClasses)) {
+      throw new ConfigError(
+        `Label ${y} at index ${i} is invalid; expected an integer in 0..${numClasses - 1} or -100 (ignored)`,
+        { label: y, index: i },
+      );
+    }
+    total += classWeights ? classWeights[y]! : 1;
+  }
+  if (total === 0) return { weights: out, empty: true };
+  for (let i = 0; i < n; i++) {
+    const y = labels[i]!;
+    if (y === -100) continue;
+    out[i * numClasses + y] = ((classWeights ? classWeights[y]! : 1) / total) * scale;
+  }
+  return { weights: out, empty: false };
+}

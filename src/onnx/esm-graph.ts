@@ -1,0 +1,472 @@
+/**
+ * ESM-2 as ONNX graphs for onnxruntime: the forward pass (the same maths as esm2.ts)
+ * and, for training, a hand-written backward pass producing the gradients of the
+ * trainable tensors (LoRA A/B, full Linear weights, LayerNorm weights, the classifier).
+ *
+ * Every weight is a graph INPUT, held by the caller in esmkit's layout (Linear weights
+ * `[in, out]`, LoRA `A^T [in, r]` and `B^T [r, out]`), so one graph serves every
+ * checkpoint of a shape, holds no copy of the weights, and gradients come out in the
+ * layout of the tfjs variables. Per-batch tables are computed in JavaScript and fed
+ * too: the additive attention mask `[B, 1, 1, L]`, the rotary cos/sin `[L, 1, hd]`,
+ * the token-dropout row scale `[B, L, 1]`, LoRA dropout masks and the loss weights.
+ *
+ * Backward formulas (row-major, N = B * L rows):
+ *   Linear  y = x W + b:      dx = dy W^T, dW = x^T dy, db = colsum(dy)
+ *   LoRA    y += s (m*x) A B: dB = s (m x A)^T dy, dA = s (m x)^T (dy B^T), dx += m * s dy B^T A^T
+ *   LayerNorm (xh = normalised x, r = 1/std): dx = r (g - mean(g) - xh mean(g xh)), g = dy w
+ *   GELU (erf): dy = dg (Phi(y) + y phi(y))
+ *   attention (P = softmax): dV = P^T dC, dP = dC V^T, dS = P (dP - rowsum(dP P)),
+ *                            dQ = dS K, dK = dS^T Q
+ *   rotary  y = x cos + rot(x) sin, rot([a, b]) = [-b, a]: dx = dy cos - rot(dy sin)
+ *   loss    -sum(W log_softmax(z)), W = weighted one-hot rows: dz = softmax(z) rowsum(W) - W
+ */
+import type { EsmConfig } from "../model/config";
+import { floatAttr, GraphBuilder } from "./graph";
+
+/** How one Linear module takes part: trained fully, adapted by LoRA, or frozen. */
+export interface ModulePlan {
+  hasBias: boolean;
+  /** Weight and bias get gradients. */
+  trainable: boolean;
+  /** A LoRA side path; `dropout` true when a mask input multiplies its input. */
+  lora: { scaling: number; rank: number; dropout: boolean } | null;
+}
+
+/** Which tensors a graph computes gradients for and which modules carry LoRA. */
+export interface GraphPlan {
+  config: EsmConfig;
+  /** By module name (e.g. `esm.encoder.layer.0.attention.self.query`, `classifier.dense`). */
+  modules: ReadonlyMap<string, ModulePlan>;
+  /** LayerNorm module names whose weight and bias train. */
+  trainableNorms: ReadonlySet<string>;
+  /** Attention runs over the heads in this many groups (default 1: all at once). */
+  headGroups?: number;
+}
+
+export const LAYER_LINEARS = [
+  "attention.self.query",
+  "attention.self.key",
+  "attention.self.value",
+  "attention.output.dense",
+  "intermediate.dense",
+  "output.dense",
+] as const;
+export const LAYER_NORMS = ["attention.LayerNorm", "LayerNorm"] as const;
+export const HEAD_LINEARS = ["classifier.dense", "classifier.out_proj"] as const;
+export const FINAL_NORM = "esm.encoder.emb_layer_norm_after";
+export const EMBEDDING = "esm.embeddings.word_embeddings.weight";
+
+/** Input names of per-batch tables. */
+export const IN = {
+  ids: "input_ids",
+  rowScale: "row_scale",
+  addMask: "additive_mask",
+  cos: "rope_cos",
+  sin: "rope_sin",
+  lossWeights: "loss_weights",
+  hidden: "hidden",
+  dHidden: "d_hidden",
+} as const;
+
+export const OUT = {
+  logits: "logits",
+  loss: "loss",
+  hidden: "hidden_out",
+  dHidden: "d_hidden_in",
+} as const;
+
+/** The input name of a LoRA dropout mask. */
+export function dropoutMaskName(module: string): string {
+  return `${module}.lora_dropout_mask`;
+}
+
+/** The output name of a gradient. */
+export function gradName(param: string): string {
+  return `grad:${param}`;
+}
+
+export function layerPrefix(i: number): string {
+  return `esm.encoder.layer.${i}.`;
+}
+
+interface LinearSaved {
+  x: string;
+  /** LoRA input after dropout, and its A projection. */
+  u?: string;
+  a?: string;
+}
+
+interface NormSaved {
+  x: string;
+  mean: string;
+  rstd: string;
+}
+
+interface LayerSaved {
+  h: string;
+  n1: NormSaved;
+  q: LinearSaved;
+  k: LinearSaved;
+  v: LinearSaved;
+  /** Per head `[B, 1, L, hd]` / `[B, 1, L, L]`. */
+  qh: string[];
+  kh: string[];
+  vh: string[];
+  p: string[];
+  o: LinearSaved;
+  h1: string;
+  n2: NormSaved;
+  fi: LinearSaved;
+  y: string;
+  erf: string;
+  fo: LinearSaved;
+}
+
+/**
+ * Builds ESM-2 pieces into one GraphBuilder. `names(key)` maps a parameter key (full
+ * Hugging Face name) to the graph's input name; per-layer graphs map
+ * `esm.encoder.layer.i.` to `layer.` so one graph serves every layer.
+ */
+export class EsmGraph {
+  readonly g: GraphBuilder;
+  private readonly H: number;
+  private readonly nh: number;
+  private readonly hd: number;
+  private readonly I: number;
+  private readonly eps: number;
+  private shapes?: { b: string; l: string; bl: string; blnh: string; blh: string };
+  readonly grads = new Map<string, string>();
+
+  constructor(
+    name: string,
+    readonly plan: GraphPlan,
+    readonly names: (key: string) => string = (k) => k,
+  ) {
+    this.g = new GraphBuilder(name);
+    const c = plan.config;
+    this.H = c.hiddenSize;
+    this.nh = c.numAttentionHeads;
+    this.hd = c.hiddenSize / c.numAttentionHeads;
+    this.I = c.intermediateSize;
+    this.eps = c.layerNormEps;
+  }
+
+  // ---- inputs ----
+
+  addMask(): string {
+    return this.g.input(IN.addMask, "float", ["B", 1, 1, "L"]);
+  }
+
+  private rope(): { cos: string; sin: string } {
+    return {
+      cos: this.g.input(IN.cos, "float", ["L", 1, this.hd]),
+      sin: this.g.input(IN.sin, "float", ["L", 1, this.hd]),
+    };
+  }
+
+  private dims() {
+    if (!this.shapes) {
+      const g = this.g;
+      const m = g.op("Shape", [this.addMask()]);
+      const b = g.op("Gather", [m, g.i64([0])], { axis: 0 });
+      const l = g.op("Gather", [m, g.i64([3])], { axis: 0 });
+      this.shapes = {
+        b,
+        l,
+        bl: g.op("Concat", [b, l], { axis: 0 }),
+        blnh: g.op("Concat", [b, l, g.i64([this.nh, this.hd])], { axis: 0 }),
+        blh: g.op("Concat", [b, l, g.i64([this.H])], { axis: 0 }),
+      };
+    }
+    return this.shapes;
+  }
+
+  private param(key: string, shape: (number | string)[]): string {
+    return this.g.input(this.names(key), "float", shape);
+  }
+
+  private modulePlan(module: string): ModulePlan {
+    const p = this.plan.modules.get(module);
+    if (!p) throw new Error(`No plan for module ${module}`);
+    return p;
+  }
+
+  // ---- building blocks ----
+
+  private linear(
+    module: string,
+    inF: number,
+    outF: number,
+    x: string,
+  ): { y: string; s: LinearSaved } {
+    const g = this.g;
+    const p = this.modulePlan(module);
+    const w = this.param(`${module}.weight`, [inF, outF]);
+    const inputs = [x, w];
+    if (p.hasBias) inputs.push(this.param(`${module}.bias`, [outF]));
+    let y = g.op("Gemm", inputs);
+    const s: LinearSaved = { x };
+    if (p.lora) {
+      const r = p.lora.rank;
+      const aT = this.param(`${module}.lora_A.weight`, [inF, r]);
+      const bT = this.param(`${module}.lora_B.weight`, [r, outF]);
+      const u = p.lora.dropout
+        ? g.op("Mul", [x, g.input(this.names(dropoutMaskName(module)), "float", ["N", inF])])
+        : x;
+      const a = g.op("MatMul", [u, aT]);
+      const side = g.op("Gemm", [a, bT], { alpha: floatAttr(p.lora.scaling) });
+      y = g.op("Add", [y, side]);
+      s.u = u;
+      s.a = a;
+    }
+    return { y, s };
+  }
+
+  /** Backward through a Linear; records parameter gradients; returns dx (or null). */
+  private linearBack(module: string, s: LinearSaved, dy: string, wantDx: boolean): string | null {
+    const g = this.g;
+    const p = this.modulePlan(module);
+    const w = this.names(`${module}.weight`);
+    if (p.trainable) {
+      this.grad(`${module}.weight`, g.op("Gemm", [s.x, dy], { transA: 1 }));
+      if (p.hasBias)
+        this.grad(`${module}.bias`, g.op("ReduceSum", [dy, g.i64([0])], { keepdims: 0 }));
+    }
+    let dx = wantDx ? g.op("Gemm", [dy, w], { transB: 1 }) : null;
+    if (p.lora) {
+      const aT = this.names(`${module}.lora_A.weight`);
+      const bT = this.names(`${module}.lora_B.weight`);
+      const alpha = { alpha: floatAttr(p.lora.scaling) };
+      this.grad(`${module}.lora_B.weight`, g.op("Gemm", [s.a!, dy], { transA: 1, ...alpha }));
+      const da = g.op("Gemm", [dy, bT], { transB: 1, ...alpha }); // [N, r]
+      this.grad(`${module}.lora_A.weight`, g.op("Gemm", [s.u!, da], { transA: 1 }));
+      if (wantDx) {
+        let du = g.op("Gemm", [da, aT], { transB: 1 }); // [N, in]
+        if (p.lora.dropout) du = g.op("Mul", [du, this.names(dropoutMaskName(module))]);
+        dx = g.op("Add", [dx!, du]);
+      }
+    }
+    return dx;
+  }
+
+  private norm(module: string, x: string): { y: string; s: NormSaved } {
+    const w = this.param(`${module}.weight`, [this.H]);
+    const b = this.param(`${module}.bias`, [this.H]);
+    const [y, mean, rstd] = this.g.opN("LayerNormalization", [x, w, b], 3, {
+      axis: -1,
+      epsilon: floatAttr(this.eps),
+    });
+    return { y: y!, s: { x, mean: mean!, rstd: rstd! } };
+  }
+
+  private normBack(module: string, s: NormSaved, dy: string): string {
+    const g = this.g;
+    const w = this.names(`${module}.weight`);
+    const xh = g.op("Mul", [g.op("Sub", [s.x, s.mean]), s.rstd]);
+    if (this.plan.trainableNorms.has(module)) {
+      const rows = g.i64([0]);
+      this.grad(
+        `${module}.weight`,
+        g.op("ReduceSum", [g.op("Mul", [dy, xh]), rows], { keepdims: 0 }),
+      );
+      this.grad(`${module}.bias`, g.op("ReduceSum", [dy, rows], { keepdims: 0 }));
+    }
+    const gy = g.op("Mul", [dy, w]);
+    const m1 = g.op("ReduceMean", [gy], { axes: [-1], keepdims: 1 });
+    const m2 = g.op("ReduceMean", [g.op("Mul", [gy, xh])], { axes: [-1], keepdims: 1 });
+    const inner = g.op("Sub", [g.op("Sub", [gy, m1]), g.op("Mul", [xh, m2])]);
+    return g.op("Mul", [inner, s.rstd]);
+  }
+
+  private grad(key: string, value: string): void {
+    const name = this.names(key);
+    const prev = this.grads.get(name);
+    this.grads.set(name, prev ? this.g.op("Add", [prev, value]) : value);
+  }
+
+  /** `[B, nh, L, x]` -> `headGroups` tensors `[B, nh / headGroups, L, x]`. */
+  private heads(x: string): string[] {
+    const n = this.plan.headGroups ?? 1;
+    return n === 1 ? [x] : this.g.opN("Split", [x], n, { axis: 1 });
+  }
+
+  private joinHeads(parts: string[]): string {
+    return parts.length === 1 ? parts[0]! : this.g.op("Concat", parts, { axis: 1 });
+  }
+
+  /** `[.., hd]` -> `[-b, a]` for halves `a`, `b` of the last axis. */
+  private rotateHalf(x: string): string {
+    const [a, b] = this.g.opN("Split", [x], 2, { axis: -1 });
+    return this.g.op("Concat", [this.g.op("Neg", [b!]), a!], { axis: -1 });
+  }
+
+  // ---- the model ----
+
+  /** ids `[B, L]` int32 -> `[N, H]` hidden rows (token-dropout scale and padding zeroing fed). */
+  embed(): string {
+    const g = this.g;
+    const ids = g.input(IN.ids, "int32", ["B", "L"]);
+    const rowScale = g.input(IN.rowScale, "float", ["B", "L", 1]);
+    const w = this.param(EMBEDDING, [this.plan.config.vocabSize, this.H]);
+    const e = g.op("Mul", [g.op("Gather", [w, ids], { axis: 0 }), rowScale]);
+    return g.op("Reshape", [e, g.i64([-1, this.H])]);
+  }
+
+  /** Encoder layer `i` on `[N, H]` rows. */
+  layer(i: number, h: string): { out: string; s: LayerSaved } {
+    const g = this.g;
+    const P = layerPrefix(i);
+    const { H, I } = this;
+    const { cos, sin } = this.rope();
+    const d = this.dims();
+    const rotate = (x4: string) =>
+      g.op("Add", [g.op("Mul", [x4, cos]), g.op("Mul", [this.rotateHalf(x4), sin])]);
+    const n1 = this.norm(`${P}attention.LayerNorm`, h);
+    const q = this.linear(`${P}attention.self.query`, H, H, n1.y);
+    const k = this.linear(`${P}attention.self.key`, H, H, n1.y);
+    const v = this.linear(`${P}attention.self.value`, H, H, n1.y);
+    const heads = [0, 2, 1, 3];
+    const qs = g.op("Mul", [q.y, g.f32([this.hd ** -0.5])]);
+    const qh = g.op("Transpose", [rotate(g.op("Reshape", [qs, d.blnh]))], { perm: heads });
+    const kh = g.op("Transpose", [rotate(g.op("Reshape", [k.y, d.blnh]))], { perm: heads });
+    const vh = g.op("Transpose", [g.op("Reshape", [v.y, d.blnh])], { perm: heads });
+    // Heads in `headGroups` groups: smaller score tensors at the cost of more ops.
+    const qs1 = this.heads(qh);
+    const ks1 = this.heads(kh);
+    const vs1 = this.heads(vh);
+    const ps = qs1.map((qj, j) => {
+      const kT = g.op("Transpose", [ks1[j]!], { perm: [0, 1, 3, 2] });
+      const scores = g.op("Add", [g.op("MatMul", [qj, kT]), this.addMask()]);
+      return g.op("Softmax", [scores], { axis: -1 });
+    });
+    const c = this.joinHeads(ps.map((pj, j) => g.op("MatMul", [pj, vs1[j]!]))); // [B, nh, L, hd]
+    const c2 = g.op("Reshape", [g.op("Transpose", [c], { perm: heads }), g.i64([-1, H])]);
+    const o = this.linear(`${P}attention.output.dense`, H, H, c2);
+    const h1 = g.op("Add", [h, o.y]);
+    const n2 = this.norm(`${P}LayerNorm`, h1);
+    const fi = this.linear(`${P}intermediate.dense`, H, I, n2.y);
+    const erf = g.op("Erf", [g.op("Mul", [fi.y, g.f32([Math.SQRT1_2])])]);
+    const gelu = g.op("Mul", [g.op("Mul", [fi.y, g.f32([0.5])]), g.op("Add", [erf, g.f32([1])])]);
+    const fo = this.linear(`${P}output.dense`, I, H, gelu);
+    const out = g.op("Add", [h1, fo.y]);
+    return {
+      out,
+      s: {
+        h,
+        n1: n1.s,
+        q: q.s,
+        k: k.s,
+        v: v.s,
+        qh: qs1,
+        kh: ks1,
+        vh: vs1,
+        p: ps,
+        o: o.s,
+        h1,
+        n2: n2.s,
+        fi: fi.s,
+        y: fi.y,
+        erf,
+        fo: fo.s,
+      },
+    };
+  }
+
+  /** Backward through layer `i`: `dOut [N, H]` -> `dh [N, H]`, recording gradients. */
+  layerBack(i: number, s: LayerSaved, dOut: string): string {
+    const g = this.g;
+    const P = layerPrefix(i);
+    const { cos, sin } = this.rope();
+    const d = this.dims();
+    const heads = [0, 2, 1, 3];
+    const swap = [0, 1, 3, 2];
+    // FFN
+    const dgelu = this.linearBack(`${P}output.dense`, s.fo, dOut, true)!;
+    const pdf = g.op("Mul", [
+      g.op("Exp", [g.op("Mul", [g.op("Mul", [s.y, s.y]), g.f32([-0.5])])]),
+      g.f32([1 / Math.sqrt(2 * Math.PI)]),
+    ]);
+    const dgeluDy = g.op("Add", [
+      g.op("Mul", [g.op("Add", [s.erf, g.f32([1])]), g.f32([0.5])]),
+      g.op("Mul", [s.y, pdf]),
+    ]);
+    const dy = g.op("Mul", [dgelu, dgeluDy]);
+    const dn2 = this.linearBack(`${P}intermediate.dense`, s.fi, dy, true)!;
+    const dh1 = g.op("Add", [dOut, this.normBack(`${P}LayerNorm`, s.n2, dn2)]);
+    // attention
+    const dc2 = this.linearBack(`${P}attention.output.dense`, s.o, dh1, true)!;
+    const dC = g.op("Transpose", [g.op("Reshape", [dc2, d.blnh])], { perm: heads });
+    const dCs = this.heads(dC);
+    const dQs: string[] = [];
+    const dKs: string[] = [];
+    const dVs: string[] = [];
+    dCs.forEach((dCj, j) => {
+      const p = s.p[j]!;
+      dVs.push(g.op("MatMul", [g.op("Transpose", [p], { perm: swap }), dCj]));
+      const dP = g.op("MatMul", [dCj, g.op("Transpose", [s.vh[j]!], { perm: swap })]);
+      const rowDot = g.op("ReduceSum", [g.op("Mul", [dP, p]), g.i64([-1])], { keepdims: 1 });
+      const dS = g.op("Mul", [p, g.op("Sub", [dP, rowDot])]);
+      dQs.push(g.op("MatMul", [dS, s.kh[j]!]));
+      dKs.push(g.op("MatMul", [g.op("Transpose", [dS], { perm: swap }), s.qh[j]!]));
+    });
+    const dQ = this.joinHeads(dQs);
+    const dK = this.joinHeads(dKs);
+    const dV = this.joinHeads(dVs);
+    const unrotate = (dh4: string) => {
+      const x4 = g.op("Transpose", [dh4], { perm: heads }); // [B, L, nh, hd]
+      const back = g.op("Sub", [g.op("Mul", [x4, cos]), this.rotateHalf(g.op("Mul", [x4, sin]))]);
+      return g.op("Reshape", [back, g.i64([-1, this.H])]);
+    };
+    const dq = g.op("Mul", [unrotate(dQ), g.f32([this.hd ** -0.5])]);
+    const dk = unrotate(dK);
+    const dv = g.op("Reshape", [g.op("Transpose", [dV], { perm: heads }), g.i64([-1, this.H])]);
+    const dxq = this.linearBack(`${P}attention.self.query`, s.q, dq, true)!;
+    const dxk = this.linearBack(`${P}attention.self.key`, s.k, dk, true)!;
+    const dxv = this.linearBack(`${P}attention.self.value`, s.v, dv, true)!;
+    const dn1 = g.op("Add", [g.op("Add", [dxq, dxk]), dxv]);
+    return g.op("Add", [dh1, this.normBack(`${P}attention.LayerNorm`, s.n1, dn1)]);
+  }
+
+  /** Final LayerNorm and the classifier on `<cls>`: `[N, H]` -> logits `[B, C]`. */
+  head(h: string): { logits: string; back: (dLogits: string, wantDh: boolean) => string | null } {
+    const g = this.g;
+    const H = this.H;
+    const C = this.plan.config.numLabels;
+    const d = this.dims();
+    const fn = this.norm(FINAL_NORM, h);
+    const cls = g.op("Gather", [g.op("Reshape", [fn.y, d.blh]), g.i64([0], [])], { axis: 1 }); // [B, H]
+    const dense = this.linear("classifier.dense", H, H, cls);
+    const t = g.op("Tanh", [dense.y]);
+    const out = this.linear("classifier.out_proj", H, C, t);
+    const back = (dLogits: string, wantDh: boolean) => {
+      const dt = this.linearBack("classifier.out_proj", out.s, dLogits, true)!;
+      const dd = g.op("Mul", [dt, g.op("Sub", [g.f32([1]), g.op("Mul", [t, t])])]);
+      const dcls = this.linearBack("classifier.dense", dense.s, dd, wantDh);
+      const normTrains = this.plan.trainableNorms.has(FINAL_NORM);
+      if (!wantDh && !normTrains) return null;
+      // Place d<cls> at position 0 of every sequence, zeros elsewhere.
+      const lMinus1 = g.op("Sub", [d.l, g.i64([1])]);
+      const pads = g.op("Concat", [g.i64([0, 0, 0, 0]), lMinus1, g.i64([0])], { axis: 0 });
+      const d3 = g.op("Pad", [g.op("Unsqueeze", [dcls!, g.i64([1])]), pads]);
+      return this.normBack(FINAL_NORM, fn.s, g.op("Reshape", [d3, g.i64([-1, H])]));
+    };
+    return { logits: out.y, back };
+  }
+
+  /** Weighted cross-entropy from fed loss weights `[B, C]`; returns loss and dLogits. */
+  loss(logits: string): { loss: string; dLogits: string } {
+    const g = this.g;
+    const w = g.input(IN.lossWeights, "float", ["B", this.plan.config.numLabels]);
+    const lsm = g.op("LogSoftmax", [logits], { axis: -1 });
+    const loss = g.op("Neg", [g.op("ReduceSum", [g.op("Mul", [w, lsm])], { keepdims: 0 })]);
+    const rowW = g.op("ReduceSum", [w, g.i64([1])], { keepdims: 1 });
+    const dLogits = g.op("Sub", [g.op("Mul", [g.op("Softmax", [logits], { axis: -1 }), rowW]), w]);
+    return { loss, dLogits };
+  }
+
+  /** Declares every recorded gradient as an output named `grad:<input name>`. */
+  outputGrads(shapeOf: (inputName: string) => number[]): void {
+    for (const [name, value] of this.grads)
+      this.g.output(gradName(name), value, "float", shapeOf(name));
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * A small ONNX graph builder: named inputs, ops that return fresh value names,
+ * constants, and outputs; `build()` gives protobuf bytes (see proto.ts).
+ */
+import {
+  type AttrValue,
+  type Dim,
+  type DTypeName,
+  encodeModel,
+  type NodeDef,
+  type TensorInit,
+  type ValueInfo,
+} from "./proto";
+
+export type Attrs = Record<string, number | number[] | string | { floats: number[] }>;
+
+function toAttr(v: Attrs[string]): AttrValue {
+  if (typeof v === "string") return { kind: "string", value: v };
+  if (typeof v === "number") {
+    return Number.isInteger(v) ? { kind: "int", value: v } : { kind: "float", value: v };
+  }
+  if (Array.isArray(v)) return { kind: "ints", value: v };
+  return { kind: "floats", value: v.floats };
+}
+
+/** A float attribute that happens to be an integer (e.g. alpha = 1). */
+export function floatAttr(value: number): { floats: number[] } & { single: true } {
+  return { floats: [value], single: true };
+}
+
+export class GraphBuilder {
+  private readonly nodes: NodeDef[] = [];
+  private readonly inputs: ValueInfo[] = [];
+  private readonly outputs: ValueInfo[] = [];
+  private readonly initializers: TensorInit[] = [];
+  private readonly constCache = new Map<string, string>();
+  private readonly inputNames = new Set<string>();
+  private counter = 0;
+
+  constructor(readonly name: string) {}
+
+  input(name: string, dtype: DTypeName, shape: readonly Dim[]): string {
+    if (!this.inputNames.has(name)) {
+      this.inputNames.add(name);
+      this.inputs.push({ name, dtype, shape });
+    }
+    return name;
+  }
+
+  hasInput(name: string): boolean {
+    return this.inputNames.has(name);
+  }
+
+  /** Marks `value` as a graph output called `name`. */
+  output(name: string, value: string, dtype: DTypeName, shape: readonly Dim[]): void {
+    if (value !== name) this.nodes.push(this.node("Identity", [value], [name]));
+    this.outputs.push({ name, dtype, shape });
+  }
+
+  /** One op with one output; returns the output name. */
+  op(op: string, inputs: readonly string[], attrs: Attrs = {}, domain?: string): string {
+    const out = `${op.toLowerCase()}_${this.counter++}`;
+    this.nodes.push(this.node(op, inputs, [out], attrs, domain));
+    return out;
+  }
+
+  /** One op with several outputs. */
+  opN(op: string, inputs: readonly string[], nOut: number, attrs: Attrs = {}): string[] {
+    const outs = Array.from({ length: nOut }, (_, i) => `${op.toLowerCase()}_${this.counter}_${i}`);
+    this.counter++;
+    this.nodes.push(this.node(op, inputs, outs, attrs));
+    return outs;
+  }
+
+  /** A float32 constant (cached by value). */
+  f32(values: number[], dims: number[] = values.length === 1 ? [] : [values.length]): string {
+    return this.constant("float", values, dims);
+  }
+
+  /** An int64 constant (cached by value). */
+  i64(values: number[], dims: number[] = [values.length]): string {
+    return this.constant("int64", values, dims);
+  }
+
+  build(opset = 17): Uint8Array {
+    return encodeModel({
+      graphName: this.name,
+      nodes: this.nodes,
+      initializers: this.initializers,
+      inputs: this.inputs,
+      outputs: this.outputs,
+      opset,
+      extraOpsets: { "com.microsoft": 1 },
+    });
+  }
+
+  private constant(dtype: "float" | "int64", values: number[], dims: number[]): string {
+    const key = `${dtype}:${dims.join(",")}:${values.join(",")}`;
+    const hit = this.constCache.get(key);
+    if (hit) return hit;
+    const name = `const_${this.counter++}`;
+    const raw =
+      dtype === "float"
+        ? new Uint8Array(Float32Array.from(values).buffer)
+        : new Uint8Array(BigInt64Array.from(values.map((v) => BigInt(v))).buffer);
+    this.initializers.push({ name, dtype, dims, raw });
+    this.constCache.set(key, name);
+    return name;
+  }
+
+  private node(
+    op: string,
+    inputs: readonly string[],
+    outputs: readonly string[],
+    attrs: Attrs = {},
+    domain?: string,
+  ): NodeDef {
+    const converted: Record<string, AttrValue> = {};
+    for (const [k, v] of Object.entries(attrs)) {
+      if (typeof v === "object" && !Array.isArray(v) && "single" in v) {
+        converted[k] = { kind: "float", value: v.floats[0]! };
+      } else converted[k] = toAttr(v);
+    }
+    return {
+      op,
+      inputs,
+      outputs,
+      name: `n${this.counter++}_${op}`,
+      domain,
+      attrs: converted,
+    };
+  }
+}

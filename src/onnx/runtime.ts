@@ -1,0 +1,132 @@
+/**
+ * onnxruntime-node, loaded lazily and used synchronously.
+ *
+ * The package's public `InferenceSession.run` is a Promise around a synchronous native
+ * call; esmkit's training step and the tfjs-shaped APIs are synchronous, so the native
+ * session is used directly (`onnxruntime-node/dist/binding`, pinned to the version in
+ * package.json; the engine tests would catch a changed binding).
+ */
+import { createRequire } from "node:module";
+import { ConfigError } from "../errors";
+
+export interface OrtTensor {
+  readonly type: string;
+  readonly dims: readonly number[];
+  readonly data: Float32Array | Int32Array;
+}
+
+interface NativeSession {
+  loadModel(buffer: ArrayBuffer, offset: number, length: number, options: object): void;
+  run(
+    feeds: Record<string, OrtTensor>,
+    fetches: Record<string, null>,
+    options: object,
+  ): Record<string, OrtTensor>;
+  dispose(): void;
+  readonly inputMetadata: { name: string }[];
+  readonly outputMetadata: { name: string }[];
+}
+
+interface OrtModule {
+  Tensor: new (type: string, data: Float32Array | Int32Array, dims: readonly number[]) => OrtTensor;
+  binding: { InferenceSession: new () => NativeSession };
+  initOrt: () => void;
+  version: string;
+}
+
+let cached: OrtModule | null | undefined;
+let loadError: string | undefined;
+
+/** The onnxruntime-node module, or null when it cannot load here (the reason in `ortUnavailableReason`). */
+export function loadOrt(): OrtModule | null {
+  if (cached !== undefined) return cached;
+  try {
+    const req = createRequire(__filename);
+    const ort = req("onnxruntime-node") as {
+      Tensor: OrtModule["Tensor"];
+      env: { logLevel?: string };
+    };
+    // Warnings (e.g. about constant folding) are not the user's business.
+    ort.env.logLevel = "error";
+    const b = req("onnxruntime-node/dist/binding") as Pick<OrtModule, "binding" | "initOrt">;
+    const version = (req("onnxruntime-node/package.json") as { version: string }).version;
+    if (typeof b.binding?.InferenceSession !== "function" || typeof b.initOrt !== "function") {
+      throw new Error(`onnxruntime-node ${version} has no synchronous native session`);
+    }
+    b.initOrt();
+    cached = { Tensor: ort.Tensor, binding: b.binding, initOrt: b.initOrt, version };
+  } catch (e) {
+    loadError = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    cached = null;
+  }
+  return cached;
+}
+
+export function ortUnavailableReason(): string | undefined {
+  loadOrt();
+  return loadError;
+}
+
+export function requireOrt(): OrtModule {
+  const ort = loadOrt();
+  if (!ort) {
+    throw new ConfigError(
+      `The onnx engine needs onnxruntime-node, which did not load: ${loadError}. Run npm ci, or use engine "tfjs"`,
+      { reason: loadError },
+    );
+  }
+  return ort;
+}
+
+export interface SessionOptions {
+  /** Threads for one operator (default 1). */
+  threads?: number;
+}
+
+/** A loaded graph, run synchronously. */
+export class OrtSession {
+  private readonly native: NativeSession;
+  readonly inputNames: string[];
+  readonly outputNames: string[];
+
+  constructor(model: Uint8Array, options: SessionOptions = {}) {
+    const ort = requireOrt();
+    this.native = new ort.binding.InferenceSession();
+    this.native.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, {
+      intraOpNumThreads: options.threads ?? 1,
+      interOpNumThreads: 1,
+      executionMode: "sequential",
+      graphOptimizationLevel: "all",
+      // The arena keeps memory between runs (no page faults on every layer of a
+      // checkpointed step); the memory pattern is off because with shapes changing per
+      // batch it allocated a second block beside the first run's (peak RSS doubled).
+      enableCpuMemArena: true,
+      enableMemPattern: false,
+    });
+    this.inputNames = this.native.inputMetadata.map((m) => m.name);
+    this.outputNames = this.native.outputMetadata.map((m) => m.name);
+  }
+
+  /** Runs with `feeds` (every input needed); returns every output by name. */
+  run(feeds: Record<string, OrtTensor>): Record<string, OrtTensor> {
+    const missing = this.inputNames.filter((n) => !(n in feeds));
+    if (missing.length > 0) throw new Error(`Missing graph inputs: ${missing.join(", ")}`);
+    const picked: Record<string, OrtTensor> = {};
+    for (const n of this.inputNames) picked[n] = feeds[n]!;
+    const fetches: Record<string, null> = {};
+    for (const n of this.outputNames) fetches[n] = null;
+    return this.native.run(picked, fetches, {});
+  }
+
+  dispose(): void {
+    this.native.dispose();
+  }
+}
+
+export function floatTensor(data: Float32Array, dims: readonly number[]): OrtTensor {
+  return new (requireOrt().Tensor)("float32", data, dims);
+}
+
+export function int32Tensor(data: Int32Array, dims: readonly number[]): OrtTensor {
+  return new (requireOrt().Tensor)("int32", data, dims);
+}
