@@ -60,6 +60,15 @@ export {
 export * from "./kernel";
 export * from "./lora";
 export * from "./model";
+export {
+  ENGINE_CHOICES,
+  type EngineChoice,
+  type EngineName,
+  type OnnxEngineOptions,
+  OnnxEsmEngine,
+  resolveEngine,
+  type TokenBatch,
+} from "./onnx";
 export * from "./serve";
 export {
   type EsmPredictor,

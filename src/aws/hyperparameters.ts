@@ -9,6 +9,7 @@
 import { BACKEND_NAMES, type BackendChoice } from "../backend";
 import { ConfigError } from "../errors";
 import type { LoraConfig } from "../lora/lora";
+import { ENGINE_CHOICES, type EngineChoice } from "../onnx/select";
 import type { FineTuneOptions } from "../train/run";
 
 /** What hyperparameters set: fineTune's options without the locations of data and output. */
@@ -139,6 +140,14 @@ export const HYPERPARAMETERS: Readonly<Record<string, Spec>> = {
       o.backend = v as BackendChoice;
     },
   },
+  engine: {
+    kind: { type: "enum", values: ENGINE_CHOICES },
+    doc: "onnx, tfjs or auto (default: onnxruntime unless TensorFlow.js is native)",
+    apply: (o, _l, v) => {
+      o.engine = v as EngineChoice;
+    },
+  },
+  threads: { kind: int(1), doc: "onnxruntime threads (all cores)", apply: set("threads") },
 };
 
 function editDistance(a: string, b: string): number {

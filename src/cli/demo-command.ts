@@ -1,5 +1,4 @@
 import { readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { describeBackend, selectBackend } from "../backend";
@@ -21,8 +20,8 @@ the Hugging Face Hub is reachable (or cached), else random weights, and says so.
 
   --out DIR               output directory                          out/demo
   --model ID|DIR          base model                 facebook/esm2_t6_8M_UR50D
-  --train-examples N      training proteins used                     192
-  --eval-examples N       test proteins evaluated                     96
+  --train-examples N      training proteins used                     384
+  --eval-examples N       test proteins evaluated                     192
   --max-length N          tokens per protein (cls/eos included)      192
   --epochs N              1
   --learning-rate F       5e-4
@@ -69,8 +68,8 @@ export const demoCommand: Command = {
     );
 
     const model = v.model ?? "facebook/esm2_t6_8M_UR50D";
-    const trainN = numberFlag("train-examples", v["train-examples"]) ?? 192;
-    const evalN = numberFlag("eval-examples", v["eval-examples"]) ?? 96;
+    const trainN = numberFlag("train-examples", v["train-examples"]) ?? 384;
+    const evalN = numberFlag("eval-examples", v["eval-examples"]) ?? 192;
     say(
       `\n2. Fine-tune ${model} with LoRA (r 8, alpha 16, query/key/value), accumulation 2, checkpointing`,
     );
@@ -87,7 +86,6 @@ export const demoCommand: Command = {
       epochs: numberFlag("epochs", v.epochs) ?? 1,
       gradientAccumulationSteps: 2,
       gradientCheckpointing: true,
-      workers: Math.min(2, availableParallelism()),
       warmupRatio: 0.1,
       maxLength: numberFlag("max-length", v["max-length"]) ?? 192,
       limitTrain: trainN,

@@ -60,6 +60,7 @@ export const evaluateCommand: Command = {
     try {
       const result = evaluate(predictor.model, examples, {
         batchSize: numberFlag("batch-size", v["batch-size"]) ?? 16,
+        engine: predictor.onnx,
       });
       const json = `${JSON.stringify({ model: v.model, data: v.data, split, examples: examples.length, metrics: result.metrics }, null, 2)}\n`;
       process.stdout.write(json);

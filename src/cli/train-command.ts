@@ -6,6 +6,7 @@ import {
   sageMakerPaths,
 } from "../aws/training-contract";
 import type { BackendChoice } from "../backend";
+import { parseEngineChoice } from "../onnx/select";
 import type { TrainConfig, TrainEvent } from "../train/trainer";
 import type { Command } from "./main";
 import { numberFlag } from "./main";
@@ -41,7 +42,7 @@ and on failure the reason to /opt/ml/output/failure (see docs/aws.md).
   --max-steps N                  stop after N optimizer steps
   --max-length N                 tokens per sequence, <cls>/<eos> included    512
   --gradient-accumulation-steps N                                             1
-  --gradient-checkpointing       recompute each layer in the backward pass (default on wasm/cpu)
+  --gradient-checkpointing       recompute each layer in the backward pass (default on for the tfjs engine on wasm/cpu)
   --no-gradient-checkpointing    keep every activation (faster where memory allows)
   --warmup-steps N | --warmup-ratio F                                         0
   --max-grad-norm F              1.0
@@ -52,7 +53,9 @@ and on failure the reason to /opt/ml/output/failure (see docs/aws.md).
   --eval-batch-size N            16
   --limit-train N, --limit-eval N  use only the first N examples
   --backend NAME                 auto | tensorflow-gpu | tensorflow | wasm | cpu
-  --workers N                    threads for the accumulation micro-batches (LoRA)   1
+  --engine NAME                  auto | onnx | tfjs (auto: onnxruntime unless TensorFlow.js is native)
+  --threads N                    onnxruntime threads (onnx engine)           all cores
+  --workers N                    tfjs engine: threads for the accumulation micro-batches (LoRA)   1
   --resume                       continue from the latest checkpoint in DIR
   --quiet
 `;
@@ -162,6 +165,8 @@ export const trainCommand: Command = {
         "limit-eval": { type: "string" },
         backend: { type: "string" },
         workers: { type: "string" },
+        engine: { type: "string" },
+        threads: { type: "string" },
         resume: { type: "boolean" },
         quiet: { type: "boolean" },
       },
@@ -231,6 +236,8 @@ export const trainCommand: Command = {
         limitEval: numberFlag("limit-eval", v["limit-eval"]),
         backend: v.backend as BackendChoice | undefined,
         workers: numberFlag("workers", v.workers),
+        engine: v.engine === undefined ? undefined : parseEngineChoice(v.engine, "--engine"),
+        threads: numberFlag("threads", v.threads),
         resume: v.resume,
         signal: controller.signal,
         onMessage: say,

@@ -41,7 +41,16 @@ export async function loadWorkerPredictor(
   if (!Number.isInteger(n) || n < 1) {
     throw new ConfigError(`workers must be an integer >= 1, got ${n}`, { workers: n });
   }
-  const { workers: _, ...predictorOptions } = options;
+  const { workers: _, ...rest } = options;
+  // The cores are shared out: each worker's onnxruntime gets its part (ESMKIT_THREADS overrides).
+  const predictorOptions: EsmPredictorOptions = {
+    ...rest,
+    threads:
+      rest.threads ??
+      (process.env.ESMKIT_THREADS
+        ? undefined
+        : Math.max(1, Math.floor(availableParallelism() / n))),
+  };
   const script = path.join(__dirname, "predictor-worker.js");
   const slots: Slot[] = [];
   let nextId = 0;

@@ -17,10 +17,20 @@ export interface EvalResult {
   predictions: number[];
 }
 
+/** Computes logits `[B * numLabels]` (row-major) for a batch instead of the tfjs model. */
+export interface LogitsEngine {
+  logits(batch: {
+    inputIds: ArrayLike<number>;
+    attentionMask: ArrayLike<number>;
+    batchSize: number;
+    seqLen: number;
+  }): Float32Array;
+}
+
 export function evaluate(
   model: ClassifierModel,
   examples: readonly Example[],
-  options: { batchSize?: number; classWeights?: number[] } = {},
+  options: { batchSize?: number; classWeights?: number[]; engine?: LogitsEngine } = {},
 ): EvalResult {
   const n = examples.length;
   const probabilities: number[][] = new Array(n);
@@ -35,11 +45,19 @@ export function evaluate(
     const { probs, loss, wsum } = tf.tidy(() => {
       const ids = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], "int32");
       const mask = tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLen], "int32");
-      const logits = forwardLogits(model, {
-        inputIds: ids,
-        attentionMask: mask,
-        labels: tf.tensor1d([], "int32"),
+      const fromEngine = options.engine?.logits({
+        inputIds: batch.inputIds,
+        attentionMask: batch.attentionMask,
+        batchSize: batch.batchSize,
+        seqLen: batch.seqLen,
       });
+      const logits = fromEngine
+        ? tf.tensor2d(fromEngine, [batch.batchSize, fromEngine.length / batch.batchSize])
+        : forwardLogits(model, {
+            inputIds: ids,
+            attentionMask: mask,
+            labels: tf.tensor1d([], "int32"),
+          });
       const labels = tf.tensor1d(batch.labels, "int32");
       const w = options.classWeights;
       // Batch losses are weighted means; recombine them into the weighted mean over all.

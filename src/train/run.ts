@@ -14,6 +14,8 @@ import { applyLora, type LoraConfig, type LoraModel } from "../lora/lora";
 import { ESM2_PRESET_NAMES, type Esm2PresetName, esm2Config } from "../model/config";
 import { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
+import { OnnxEsmEngine } from "../onnx/engine";
+import { checkThreads, defaultThreads, type EngineChoice, resolveEngine } from "../onnx/select";
 import type { Example } from "./batching";
 import type { EvalResult } from "./evaluate";
 import { GradientPool, type ReplicaRecipe } from "./parallel";
@@ -35,8 +37,12 @@ export interface FineTuneOptions extends Partial<TrainConfig> {
   /** When the base model cannot be loaded from the Hub, use random weights of the same size. */
   randomIfUnavailable?: boolean;
   backend?: BackendChoice;
-  /** Worker threads computing the accumulation micro-batches at once (LoRA, accumulation >= 2); default 1. */
+  /** Worker threads computing the accumulation micro-batches at once (tfjs engine, LoRA, accumulation >= 2); default 1. */
   workers?: number;
+  /** "auto" (default): onnxruntime when it loads and TensorFlow.js is on wasm/cpu; see src/onnx/select.ts. */
+  engine?: EngineChoice;
+  /** onnxruntime threads (onnx engine); default: every core. */
+  threads?: number;
   resume?: boolean;
   signal?: AbortSignal;
   onEvent?: (event: TrainEvent) => void;
@@ -161,6 +167,11 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
   });
   let lora: LoraModel | undefined;
   let pool: GradientPool | undefined;
+  let engine: OnnxEsmEngine | undefined;
+  const decision = resolveEngine(options.engine, backend.name);
+  const threads =
+    options.threads === undefined ? defaultThreads() : checkThreads(options.threads, "threads");
+  say(decision.name === "onnx" ? `${decision.reason}, ${threads} thread(s)` : decision.reason);
   try {
     if (options.lora !== false) {
       lora = applyLora(model, options.lora ?? {}, options.seed ?? 42);
@@ -169,12 +180,15 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
         `LoRA r=${lora.config.rank} alpha=${lora.config.alpha} on ${lora.adapters.size} layers: ` +
           `${r.trainable.toLocaleString("en")} trainable of ${r.total.toLocaleString("en")} parameters (${r.percent.toFixed(2)} %)`,
       );
-    } else if (backend.name === "wasm") {
-      // wasm has no UnsortedSegmentSum kernel, which the embedding (gather) gradient needs.
+    } else if (decision.name === "onnx" || backend.name === "wasm") {
+      // wasm has no UnsortedSegmentSum kernel, which the embedding (gather) gradient
+      // needs, and the onnx engine's backward pass stops below the first layer.
       const emb = model.namedVariables().get("esm.embeddings.word_embeddings.weight");
       if (emb) (emb as { trainable: boolean }).trainable = false;
       say(
-        "full fine-tuning on wasm: word embeddings are frozen (the wasm backend lacks the kernel for their gradient)",
+        decision.name === "onnx"
+          ? "full fine-tuning with the onnx engine: word embeddings are frozen (--engine tfjs on a native backend trains them)"
+          : "full fine-tuning on wasm: word embeddings are frozen (the wasm backend lacks the kernel for their gradient)",
       );
     }
     // The wasm heap stops at 4 GB: a plain LoRA step of the 8M model at 8 x 256 tokens
@@ -182,6 +196,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
     let gradientCheckpointing = options.gradientCheckpointing;
     if (
       gradientCheckpointing === undefined &&
+      decision.name === "tfjs" &&
       (backend.name === "wasm" || backend.name === "cpu")
     ) {
       gradientCheckpointing = true;
@@ -190,7 +205,11 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
       );
     }
     const workers = options.workers ?? 1;
-    if (workers > 1 && lora && (options.gradientAccumulationSteps ?? 1) >= 2) {
+    if (decision.name === "onnx") {
+      engine = new OnnxEsmEngine(model, { lora, threads });
+      if (workers > 1)
+        say(`--workers is for the tfjs engine; onnxruntime uses ${threads} thread(s)`);
+    } else if (workers > 1 && lora && (options.gradientAccumulationSteps ?? 1) >= 2) {
       pool = await GradientPool.start(
         { model: recipe, lora: lora.config, loraSeed: options.seed ?? 42, backend: backend.name },
         workers,
@@ -202,6 +221,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
     const result = await train({
       ...options,
       pool,
+      engine,
       gradientCheckpointing,
       model,
       lora,
@@ -222,6 +242,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
         model: options.model,
         randomWeights,
         backend: backend.name,
+        engine: decision.name,
         steps: result.step,
         trainExamples: trainSet.length,
         evalExamples: evalSet.length,
@@ -243,6 +264,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
     };
   } finally {
     await pool?.dispose();
+    engine?.dispose();
     lora?.dispose();
     model.dispose();
   }

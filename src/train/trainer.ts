@@ -20,13 +20,19 @@ import {
   type TensorRecord,
 } from "./checkpoint-io";
 import { clipGradNorm } from "./clip";
-import { type EvalResult, evaluate } from "./evaluate";
+import { type EvalResult, evaluate, type LogitsEngine } from "./evaluate";
 import { HistoryWriter } from "./history";
 import { balancedClassWeights } from "./loss";
 import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
 import type { GradientPool } from "./parallel";
 import { linearScheduleWithWarmup } from "./schedule";
-import { type ClassifierModel, lossAndGradients, type MicroBatch } from "./step";
+import {
+  type ClassifierModel,
+  lossAndGradients,
+  type MicroBatch,
+  type StepOptions,
+  type StepResult,
+} from "./step";
 
 export interface TrainConfig {
   learningRate: number;
@@ -111,6 +117,20 @@ export interface TrainOptions extends Partial<TrainConfig> {
   signal?: AbortSignal;
   /** Worker threads computing the accumulation micro-batches in parallel (LoRA only). */
   pool?: GradientPool;
+  /**
+   * Computes losses, gradients and evaluation logits instead of the tfjs model (the onnx
+   * engine, src/onnx); the model's variables still hold the weights and get the updates.
+   */
+  engine?: StepEngine;
+}
+
+/** What the trainer needs from an engine other than the tfjs model. */
+export interface StepEngine extends LogitsEngine {
+  lossAndGradients(
+    params: Map<string, tf.Variable>,
+    batch: MicroBatch,
+    options: StepOptions,
+  ): StepResult;
 }
 
 export interface TrainResult {
@@ -232,6 +252,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
   const dropoutRng = lora?.dropoutRng;
   const pool = options.pool;
+  if (pool && options.engine) {
+    throw new ConfigError(
+      "Parallel training (pool) is for the tfjs engine; the onnx engine uses its own threads",
+      {},
+    );
+  }
   if (pool && !lora)
     throw new ConfigError(
       "Parallel training (pool) needs LoRA: full fine-tuning runs on one thread",
@@ -345,7 +371,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           windowBatches.push(batch);
         } else {
           const t = toTensors(batch);
-          const r = lossAndGradients(model, params, t, { ...stepOptions, dropoutRng });
+          const r = options.engine
+            ? options.engine.lossAndGradients(params, t, { ...stepOptions, dropoutRng })
+            : lossAndGradients(model, params, t, { ...stepOptions, dropoutRng });
           disposeBatch(t);
           addInto(acc, r.grads);
           accLoss += r.loss;
@@ -414,7 +442,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       tf.dispose([...acc.values()]);
       if (options.eval && options.eval.length > 0 && cfg.evalEachEpoch) {
         if (lora) lora.training = false;
-        lastEval = evaluate(model, options.eval, { batchSize: cfg.evalBatchSize, classWeights });
+        lastEval = evaluate(model, options.eval, {
+          batchSize: cfg.evalBatchSize,
+          classWeights,
+          engine: options.engine,
+        });
         if (lora) lora.training = true;
         const ev = {
           type: "eval" as const,

@@ -1,0 +1,77 @@
+/**
+ * Which engine computes forward passes and gradients: "onnx" (onnxruntime's native CPU
+ * kernels, see engine.ts) or "tfjs" (the TensorFlow.js model itself, on whatever
+ * backend is active). "auto" takes onnx when onnxruntime-node loads and TensorFlow.js
+ * runs on wasm or cpu; with tfjs-node(-gpu) installed, TensorFlow.js is native (and
+ * possibly on a GPU) and stays in charge.
+ */
+import * as os from "node:os";
+import { ConfigError } from "../errors";
+import { loadOrt, ortUnavailableReason } from "./runtime";
+
+export const ENGINE_CHOICES = ["auto", "onnx", "tfjs"] as const;
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
+export type EngineName = Exclude<EngineChoice, "auto">;
+
+export function parseEngineChoice(value: string, origin: string): EngineChoice {
+  if ((ENGINE_CHOICES as readonly string[]).includes(value)) return value as EngineChoice;
+  throw new ConfigError(
+    `Unknown engine "${value}" (${origin}); expected one of: ${ENGINE_CHOICES.join(", ")}`,
+    { value },
+  );
+}
+
+export interface EngineDecision {
+  name: EngineName;
+  /** One line saying why, for logs. */
+  reason: string;
+}
+
+/** Picks the engine for `choice` given the active TensorFlow.js backend name. */
+export function resolveEngine(
+  choice: EngineChoice | undefined,
+  backendName: string,
+): EngineDecision {
+  const c = choice ?? "auto";
+  if (c === "tfjs") return { name: "tfjs", reason: "engine tfjs (asked for)" };
+  const ort = loadOrt();
+  if (c === "onnx") {
+    if (!ort) {
+      throw new ConfigError(
+        `engine "onnx" needs onnxruntime-node, which did not load: ${ortUnavailableReason()}`,
+        { engine: c },
+      );
+    }
+    return { name: "onnx", reason: `engine onnx (onnxruntime-node ${ort.version}, asked for)` };
+  }
+  if (backendName !== "wasm" && backendName !== "cpu") {
+    return {
+      name: "tfjs",
+      reason: `engine tfjs (auto: TensorFlow.js runs natively on the ${backendName} backend)`,
+    };
+  }
+  if (!ort) {
+    return {
+      name: "tfjs",
+      reason: `engine tfjs (auto: onnxruntime-node did not load: ${ortUnavailableReason()})`,
+    };
+  }
+  return {
+    name: "onnx",
+    reason: `engine onnx (auto: onnxruntime-node ${ort.version}; TensorFlow.js is on ${backendName})`,
+  };
+}
+
+/** Default onnxruntime threads: every core Node may use (as PyTorch's default). */
+export function defaultThreads(): number {
+  return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+}
+
+export function checkThreads(threads: number, origin: string): number {
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new ConfigError(`Invalid threads ${threads} (${origin}); expected an integer 1..256`, {
+      threads,
+    });
+  }
+  return threads;
+}
