@@ -29,7 +29,8 @@ import {
   type ModulePlan,
   OUT,
 } from "./esm-graph";
-import { floatTensor, int32Tensor, OrtSession, type OrtTensor } from "./runtime";
+import { GraphBuilder } from "./graph";
+import { boolScalar, floatTensor, int32Tensor, OrtSession, type OrtTensor } from "./runtime";
 
 /** Largest float32, negated: the additive mask value transformers uses. */
 const MASK_VALUE = -3.4028234663852886e38;
@@ -125,7 +126,7 @@ export class OnnxEsmEngine {
     const feeds: Record<string, OrtTensor> = {
       ...t.feeds,
       [IN.lossWeights]: floatTensor(lw.weights, [B, plan.config.numLabels]),
-      ...this.dropoutMasks(plan, B * L, options.dropoutRng),
+      ...this.dropoutMasks(plan, B, L, options.dropoutRng),
     };
     const scale = options.lossScale ?? 1;
     const grads = new Map<string, tf.Tensor>();
@@ -187,9 +188,19 @@ export class OnnxEsmEngine {
     const hiddens: OrtTensor[] = [
       embed.run({ ...feeds, ...this.weightFeeds(embed, names) })[OUT.hidden]!,
     ];
+    // A stand-in for the upstream gradient in forward runs (the branch ignores it).
+    const noGrad = floatTensor(new Float32Array(plan.config.hiddenSize), [
+      1,
+      plan.config.hiddenSize,
+    ]);
     for (let i = 0; i < nl; i++) {
-      const s = this.layerSession(plan, i, "fwd");
-      const out = s.run({ ...this.layerFeeds(s, i, feeds, names), [IN.hidden]: hiddens[i]! });
+      const s = this.layerSession(plan, i);
+      const out = s.run({
+        ...this.layerFeeds(s, i, feeds, names),
+        [IN.backward]: boolScalar(false),
+        [IN.hidden]: hiddens[i]!,
+        [IN.dHidden]: noGrad,
+      });
       hiddens.push(out[OUT.hidden]!);
     }
     const headKey = `head:${signature(plan, "head")}`;
@@ -208,35 +219,53 @@ export class OnnxEsmEngine {
     this.collect(ho, names, (n) => n, params, grads);
     let d = ho[OUT.dHidden]!;
     for (let i = nl - 1; i >= 0; i--) {
-      const s = this.layerSession(plan, i, "bwd");
+      const s = this.layerSession(plan, i);
       const out = s.run({
         ...this.layerFeeds(s, i, feeds, names),
+        [IN.backward]: boolScalar(true),
         [IN.hidden]: hiddens[i]!,
         [IN.dHidden]: d,
       });
       this.collect(out, names, (n) => unalias(n, i), params, grads);
-      d = out[OUT.dHidden]!;
+      d = out[OUT.hidden]!;
     }
     return loss;
   }
 
-  private layerSession(plan: GraphPlan, i: number, kind: "fwd" | "bwd"): OrtSession {
+  /**
+   * One session per layer signature for both passes of a checkpointed step, so both
+   * share one memory arena: `If(backward)` runs either the layer (output: its result)
+   * or the layer again and its backward pass (outputs: the input gradient, then the
+   * parameter gradients; the forward branch gives zeros for those).
+   */
+  private layerSession(plan: GraphPlan, i: number): OrtSession {
     const sig = signature(plan, i);
-    return this.session(`layer-${kind}:${sig}`, () => {
-      const eg = new EsmGraph(`esm2_layer_${kind}`, plan, (k) => alias(k, i));
-      const h = eg.g.input(IN.hidden, "float", ["N", plan.config.hiddenSize]);
-      const r = eg.layer(i, h);
-      if (kind === "fwd") {
-        eg.g.output(OUT.hidden, r.out, "float", ["N", plan.config.hiddenSize]);
-      } else {
-        const dOut = eg.g.input(IN.dHidden, "float", ["N", plan.config.hiddenSize]);
-        eg.g.output(OUT.dHidden, eg.layerBack(i, r.s, dOut), "float", [
-          "N",
-          plan.config.hiddenSize,
-        ]);
-        eg.outputGrads((n) => this.shapeOf(unalias(n, i)));
-      }
-      return eg.g.build();
+    return this.session(`layer-ckpt:${sig}`, () => {
+      const H = plan.config.hiddenSize;
+      const root = new GraphBuilder("esm2_layer_ckpt");
+      const cond = root.input(IN.backward, "bool", []);
+      const h = root.input(IN.hidden, "float", ["N", H]);
+      const dOut = root.input(IN.dHidden, "float", ["N", H]);
+      const names = (k: string) => alias(k, i);
+      const fwd = root.branch("forward");
+      const f = new EsmGraph(fwd, plan, names);
+      fwd.output("forward_out", f.layer(i, h).out, "float", null);
+      const bwd = root.branch("backward");
+      const b = new EsmGraph(bwd, plan, names);
+      bwd.output("backward_out", b.layerBack(i, b.layer(i, h).s, dOut), "float", null);
+      const gradNames = [...b.grads.keys()];
+      const zero = root.f32([0]);
+      gradNames.forEach((n, j) => {
+        bwd.output(`backward_grad_${j}`, b.grads.get(n)!, "float", null);
+        fwd.output(`forward_grad_${j}`, fwd.op("Identity", [zero]), "float", null);
+      });
+      const outs = root.opN("If", [cond], 1 + gradNames.length, {
+        then_branch: { graph: bwd },
+        else_branch: { graph: fwd },
+      });
+      root.output(OUT.hidden, outs[0]!, "float", null);
+      gradNames.forEach((n, j) => root.output(`grad:${n}`, outs[j + 1]!, "float", null));
+      return root.build();
     });
   }
 
@@ -248,7 +277,7 @@ export class OnnxEsmEngine {
   ): Record<string, OrtTensor> {
     const out: Record<string, OrtTensor> = {};
     for (const n of s.inputNames) {
-      if (n === IN.hidden || n === IN.dHidden) continue;
+      if (n === IN.hidden || n === IN.dHidden || n === IN.backward) continue;
       const key = unalias(n, i);
       if (key in feeds) out[n] = feeds[key]!;
       else if (n in feeds) out[n] = feeds[n]!;
@@ -385,10 +414,14 @@ export class OnnxEsmEngine {
     };
   }
 
-  /** One inverted-dropout mask per adapted module with dropout, seeds drawn in forward order. */
+  /**
+   * One inverted-dropout mask per adapted module with dropout, seeds drawn in forward
+   * order: `[B * L, in]` for encoder modules, `[B, in]` for the classifier (it sees `<cls>` only).
+   */
   private dropoutMasks(
     plan: GraphPlan,
-    rows: number,
+    B: number,
+    L: number,
     rng?: SeededRandom,
   ): Record<string, OrtTensor> {
     const out: Record<string, OrtTensor> = {};
@@ -399,6 +432,7 @@ export class OnnxEsmEngine {
       const mp = plan.modules.get(module);
       if (!mp?.lora?.dropout) continue;
       const inF = this.shapeOf(`${module}.lora_A.weight`)[0]!;
+      const rows = isHeadModule(module) ? B : B * L;
       const r = new SeededRandom((rng ?? lora.dropoutRng).int(2 ** 31));
       const mask = new Float32Array(rows * inF);
       const keep = Math.fround(1 / (1 - p));
@@ -458,6 +492,10 @@ export function headGroupsFor(heads: number, batch: number, length: number): num
   return heads;
 }
 
+function isHeadModule(module: string): boolean {
+  return (HEAD_LINEARS as readonly string[]).includes(module);
+}
+
 /** Linear modules in forward order (layers, then the classifier). */
 function moduleOrder(layers: number): string[] {
   const out: string[] = [];
@@ -504,6 +542,12 @@ export function lossWeights(
   classWeights: number[] | undefined,
   scale: number,
 ): { weights: Float32Array; empty: boolean } {
+  if (classWeights && classWeights.length !== numClasses) {
+    throw new ConfigError(
+      `Class weights [${classWeights.join(", ")}] have ${classWeights.length} entries; the model has ${numClasses} classes`,
+      { classWeights, numClasses },
+    );
+  }
   const n = labels.length;
   const out = new Float32Array(n * numClasses);
   let total = 0;

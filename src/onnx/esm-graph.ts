@@ -66,6 +66,7 @@ export const IN = {
   lossWeights: "loss_weights",
   hidden: "hidden",
   dHidden: "d_hidden",
+  backward: "backward",
 } as const;
 
 export const OUT = {
@@ -138,11 +139,11 @@ export class EsmGraph {
   readonly grads = new Map<string, string>();
 
   constructor(
-    name: string,
+    graph: string | GraphBuilder,
     readonly plan: GraphPlan,
     readonly names: (key: string) => string = (k) => k,
   ) {
-    this.g = new GraphBuilder(name);
+    this.g = typeof graph === "string" ? new GraphBuilder(graph) : graph;
     const c = plan.config;
     this.H = c.hiddenSize;
     this.nh = c.numAttentionHeads;
@@ -211,7 +212,13 @@ export class EsmGraph {
       const aT = this.param(`${module}.lora_A.weight`, [inF, r]);
       const bT = this.param(`${module}.lora_B.weight`, [r, outF]);
       const u = p.lora.dropout
-        ? g.op("Mul", [x, g.input(this.names(dropoutMaskName(module)), "float", ["N", inF])])
+        ? g.op("Mul", [
+            x,
+            g.input(this.names(dropoutMaskName(module)), "float", [
+              module.startsWith("classifier.") ? "B" : "N",
+              inF,
+            ]),
+          ])
         : x;
       const a = g.op("MatMul", [u, aT]);
       const side = g.op("Gemm", [a, bT], { alpha: floatAttr(p.lora.scaling) });

@@ -7,12 +7,16 @@ import {
   type Dim,
   type DTypeName,
   encodeModel,
+  type GraphDef,
   type NodeDef,
   type TensorInit,
   type ValueInfo,
 } from "./proto";
 
-export type Attrs = Record<string, number | number[] | string | { floats: number[] }>;
+export type Attrs = Record<
+  string,
+  number | number[] | string | { floats: number[] } | { graph: GraphBuilder }
+>;
 
 function toAttr(v: Attrs[string]): AttrValue {
   if (typeof v === "string") return { kind: "string", value: v };
@@ -20,6 +24,7 @@ function toAttr(v: Attrs[string]): AttrValue {
     return Number.isInteger(v) ? { kind: "int", value: v } : { kind: "float", value: v };
   }
   if (Array.isArray(v)) return { kind: "ints", value: v };
+  if ("graph" in v) return { kind: "graph", value: v.graph.graphDef() };
   return { kind: "floats", value: v.floats };
 }
 
@@ -35,11 +40,29 @@ export class GraphBuilder {
   private readonly initializers: TensorInit[] = [];
   private readonly constCache = new Map<string, string>();
   private readonly inputNames = new Set<string>();
-  private counter = 0;
+  private ownCounter = 0;
 
-  constructor(readonly name: string) {}
+  /**
+   * With `parent`, a subgraph (an If branch): graph inputs and constants go to the
+   * parent (subgraphs see the enclosing scope), value names stay unique across both.
+   */
+  constructor(
+    readonly name: string,
+    private readonly parent?: GraphBuilder,
+  ) {}
+
+  /** A subgraph builder for a control-flow branch of this graph. */
+  branch(name: string): GraphBuilder {
+    return new GraphBuilder(name, this);
+  }
+
+  private next(): number {
+    if (this.parent) return this.parent.next();
+    return this.ownCounter++;
+  }
 
   input(name: string, dtype: DTypeName, shape: readonly Dim[]): string {
+    if (this.parent) return this.parent.input(name, dtype, shape);
     if (!this.inputNames.has(name)) {
       this.inputNames.add(name);
       this.inputs.push({ name, dtype, shape });
@@ -48,26 +71,26 @@ export class GraphBuilder {
   }
 
   hasInput(name: string): boolean {
-    return this.inputNames.has(name);
+    return this.parent ? this.parent.hasInput(name) : this.inputNames.has(name);
   }
 
   /** Marks `value` as a graph output called `name`. */
-  output(name: string, value: string, dtype: DTypeName, shape: readonly Dim[]): void {
+  output(name: string, value: string, dtype: DTypeName, shape: readonly Dim[] | null): void {
     if (value !== name) this.nodes.push(this.node("Identity", [value], [name]));
     this.outputs.push({ name, dtype, shape });
   }
 
   /** One op with one output; returns the output name. */
   op(op: string, inputs: readonly string[], attrs: Attrs = {}, domain?: string): string {
-    const out = `${op.toLowerCase()}_${this.counter++}`;
+    const out = `${op.toLowerCase()}_${this.next()}`;
     this.nodes.push(this.node(op, inputs, [out], attrs, domain));
     return out;
   }
 
   /** One op with several outputs. */
   opN(op: string, inputs: readonly string[], nOut: number, attrs: Attrs = {}): string[] {
-    const outs = Array.from({ length: nOut }, (_, i) => `${op.toLowerCase()}_${this.counter}_${i}`);
-    this.counter++;
+    const id = this.next();
+    const outs = Array.from({ length: nOut }, (_, i) => `${op.toLowerCase()}_${id}_${i}`);
     this.nodes.push(this.node(op, inputs, outs, attrs));
     return outs;
   }
@@ -94,11 +117,23 @@ export class GraphBuilder {
     });
   }
 
+  /** The body of this (sub)graph. */
+  graphDef(): GraphDef {
+    return {
+      name: this.name,
+      nodes: this.nodes,
+      initializers: this.initializers,
+      inputs: this.inputs,
+      outputs: this.outputs,
+    };
+  }
+
   private constant(dtype: "float" | "int64", values: number[], dims: number[]): string {
+    if (this.parent) return this.parent.constant(dtype, values, dims);
     const key = `${dtype}:${dims.join(",")}:${values.join(",")}`;
     const hit = this.constCache.get(key);
     if (hit) return hit;
-    const name = `const_${this.counter++}`;
+    const name = `const_${this.next()}`;
     const raw =
       dtype === "float"
         ? new Uint8Array(Float32Array.from(values).buffer)
@@ -118,14 +153,14 @@ export class GraphBuilder {
     const converted: Record<string, AttrValue> = {};
     for (const [k, v] of Object.entries(attrs)) {
       if (typeof v === "object" && !Array.isArray(v) && "single" in v) {
-        converted[k] = { kind: "float", value: v.floats[0]! };
+        converted[k] = { kind: "float", value: (v as { floats: number[] }).floats[0]! };
       } else converted[k] = toAttr(v);
     }
     return {
       op,
       inputs,
       outputs,
-      name: `n${this.counter++}_${op}`,
+      name: `n${this.next()}_${op}`,
       domain,
       attrs: converted,
     };

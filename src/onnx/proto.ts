@@ -91,7 +91,8 @@ export type AttrValue =
   | { kind: "ints"; value: readonly number[] }
   | { kind: "floats"; value: readonly number[] }
   | { kind: "string"; value: string }
-  | { kind: "tensor"; value: TensorInit };
+  | { kind: "tensor"; value: TensorInit }
+  | { kind: "graph"; value: GraphDef };
 
 export interface NodeDef {
   op: string;
@@ -108,7 +109,17 @@ export type Dim = number | string;
 export interface ValueInfo {
   name: string;
   dtype: DTypeName;
-  shape: readonly Dim[];
+  /** null: unknown shape (the field is left out). */
+  shape: readonly Dim[] | null;
+}
+
+/** A graph body: the model's main graph or a subgraph (If branches). */
+export interface GraphDef {
+  name: string;
+  nodes: readonly NodeDef[];
+  initializers: readonly TensorInit[];
+  inputs: readonly ValueInfo[];
+  outputs: readonly ValueInfo[];
 }
 
 export interface ModelDef {
@@ -134,8 +145,10 @@ function writeValueInfo(w: Writer, v: ValueInfo): void {
   w.message(2, (type) =>
     type.message(1, (tt) => {
       tt.int(1, DType[v.dtype]);
+      if (v.shape === null) return;
+      const dims = v.shape;
       tt.message(2, (shape) => {
-        for (const d of v.shape) {
+        for (const d of dims) {
           shape.message(1, (dim) => {
             if (typeof d === "number") dim.int(1, d);
             else dim.string(2, d);
@@ -169,11 +182,23 @@ function writeAttr(w: Writer, name: string, a: AttrValue): void {
       for (const f of a.value) w.float(7, f);
       w.int(20, 6);
       break;
+    case "graph":
+      w.message(6, (g) => writeGraph(g, a.value));
+      w.int(20, 5);
+      break;
     case "ints":
       for (const i of a.value) w.int(8, i);
       w.int(20, 7);
       break;
   }
+}
+
+function writeGraph(g: Writer, d: GraphDef): void {
+  for (const n of d.nodes) g.message(1, (nw) => writeNode(nw, n));
+  g.string(2, d.name);
+  for (const t of d.initializers) g.message(5, (tw) => writeTensor(tw, t));
+  for (const v of d.inputs) g.message(11, (vw) => writeValueInfo(vw, v));
+  for (const v of d.outputs) g.message(12, (vw) => writeValueInfo(vw, v));
 }
 
 function writeNode(w: Writer, n: NodeDef): void {
@@ -190,13 +215,15 @@ export function encodeModel(m: ModelDef): Uint8Array {
   const w = new Writer();
   w.int(1, 8); // ir_version
   w.string(2, "esmkit");
-  w.message(7, (g) => {
-    for (const n of m.nodes) g.message(1, (nw) => writeNode(nw, n));
-    g.string(2, m.graphName);
-    for (const t of m.initializers) g.message(5, (tw) => writeTensor(tw, t));
-    for (const v of m.inputs) g.message(11, (vw) => writeValueInfo(vw, v));
-    for (const v of m.outputs) g.message(12, (vw) => writeValueInfo(vw, v));
-  });
+  w.message(7, (g) =>
+    writeGraph(g, {
+      name: m.graphName,
+      nodes: m.nodes,
+      initializers: m.initializers,
+      inputs: m.inputs,
+      outputs: m.outputs,
+    }),
+  );
   w.message(8, (o) => {
     o.string(1, "");
     o.int(2, m.opset);

@@ -12,7 +12,7 @@ import { ConfigError } from "../errors";
 export interface OrtTensor {
   readonly type: string;
   readonly dims: readonly number[];
-  readonly data: Float32Array | Int32Array;
+  readonly data: Float32Array | Int32Array | Uint8Array;
 }
 
 interface NativeSession {
@@ -28,7 +28,11 @@ interface NativeSession {
 }
 
 interface OrtModule {
-  Tensor: new (type: string, data: Float32Array | Int32Array, dims: readonly number[]) => OrtTensor;
+  Tensor: new (
+    type: string,
+    data: Float32Array | Int32Array | Uint8Array,
+    dims: readonly number[],
+  ) => OrtTensor;
   binding: { InferenceSession: new () => NativeSession };
   initOrt: () => void;
   version: string;
@@ -102,6 +106,9 @@ export class OrtSession {
       // batch it allocated a second block beside the first run's (peak RSS doubled).
       enableCpuMemArena: true,
       enableMemPattern: false,
+      ...(process.env.ESMKIT_ORT_PROFILE
+        ? { enableProfiling: true, profileFilePrefix: process.env.ESMKIT_ORT_PROFILE }
+        : {}),
     });
     this.inputNames = this.native.inputMetadata.map((m) => m.name);
     this.outputNames = this.native.outputMetadata.map((m) => m.name);
@@ -119,6 +126,8 @@ export class OrtSession {
   }
 
   dispose(): void {
+    if (process.env.ESMKIT_ORT_PROFILE)
+      (this.native as unknown as { endProfiling(): void }).endProfiling();
     this.native.dispose();
   }
 }
@@ -129,4 +138,8 @@ export function floatTensor(data: Float32Array, dims: readonly number[]): OrtTen
 
 export function int32Tensor(data: Int32Array, dims: readonly number[]): OrtTensor {
   return new (requireOrt().Tensor)("int32", data, dims);
+}
+
+export function boolScalar(value: boolean): OrtTensor {
+  return new (requireOrt().Tensor)("bool", Uint8Array.of(value ? 1 : 0), []);
 }

@@ -264,7 +264,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       {},
     );
   // Dropout seeds drawn per micro-batch: one per adapter forward (checkpointing replays).
-  const drawsPerMicroBatch = lora && lora.config.dropout > 0 ? lora.adapters.size : 0;
+  // (The masked-LM head never runs in a classification step: its adapters draw nothing.)
+  const drawsPerMicroBatch =
+    lora && lora.config.dropout > 0
+      ? [...lora.adapters.keys()].filter((n) => !n.startsWith("lm_head.")).length
+      : 0;
 
   const ckptRoot = path.join(options.outDir, "checkpoints");
   const state: ResumeState = { step: 0, epoch: 0, microBatch: 0, dropoutRng: null, tokens: 0 };
