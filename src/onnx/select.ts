@@ -21,6 +21,12 @@ export function parseEngineChoice(value: string, origin: string): EngineChoice {
   );
 }
 
+/** `ESMKIT_ENGINE` when set (checked), else undefined. */
+export function engineFromEnv(): EngineChoice | undefined {
+  const v = process.env.ESMKIT_ENGINE;
+  return v ? parseEngineChoice(v, "ESMKIT_ENGINE") : undefined;
+}
+
 export interface EngineDecision {
   name: EngineName;
   /** One line saying why, for logs. */

@@ -18,7 +18,6 @@ import {
   defaultThreads,
   type EngineChoice,
   type EngineName,
-  parseEngineChoice,
   resolveEngine,
 } from "../onnx/select";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
@@ -30,7 +29,7 @@ export interface EsmPredictorOptions {
   /** Base model for an adapter-only directory (default: the adapter's base_model_name_or_path). */
   base?: string;
   onWarning?: (message: string) => void;
-  /** Who runs the forward pass; default `ESMKIT_ENGINE` or "auto" (see src/onnx/select.ts). */
+  /** Who runs the forward pass; default `ESMKIT_ENGINE`, then "auto" (see src/onnx/select.ts). */
   engine?: EngineChoice;
   /** onnxruntime threads; default `ESMKIT_THREADS` or every core. */
   threads?: number;
@@ -47,9 +46,7 @@ export interface EsmPredictor extends Predictor {
 }
 
 function engineOptions(options: EsmPredictorOptions): { engine?: EngineChoice; threads: number } {
-  const envEngine = process.env.ESMKIT_ENGINE;
-  const engine =
-    options.engine ?? (envEngine ? parseEngineChoice(envEngine, "ESMKIT_ENGINE") : undefined);
+  const engine = options.engine;
   const envThreads = process.env.ESMKIT_THREADS;
   const threads =
     options.threads !== undefined

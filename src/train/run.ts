@@ -39,7 +39,7 @@ export interface FineTuneOptions extends Partial<TrainConfig> {
   backend?: BackendChoice;
   /** Worker threads computing the accumulation micro-batches at once (tfjs engine, LoRA, accumulation >= 2); default 1. */
   workers?: number;
-  /** "auto" (default): onnxruntime when it loads and TensorFlow.js is on wasm/cpu; see src/onnx/select.ts. */
+  /** Default `ESMKIT_ENGINE`, then "auto": onnxruntime when it loads and TensorFlow.js is on wasm/cpu (src/onnx/select.ts). */
   engine?: EngineChoice;
   /** onnxruntime threads (onnx engine); default: every core. */
   threads?: number;
