@@ -10,6 +10,11 @@
  * `bench/reference_bench.py` is the PyTorch mirror of every case; both sides load the
  * same weights and token ids from the files `setup` and the runner write.
  *
+ * train, infer and memory take `engine`: "onnx" (default; onnxruntime's native kernels
+ * through `OnnxEsmEngine`, `threads` intra-op threads) or "tfjs" (the TensorFlow.js model
+ * on `backend`, one thread with wasm). Either way the tfjs model owns the weights and the
+ * optimizer step; the engine computes logits, losses and gradients.
+ *
  * `ESMKIT_BENCH_SIMULATE_OOM=N` makes a plain (non-checkpointed) forward/backward over
  * more than N rows fail as the wasm heap does, to exercise the runner's fallbacks.
  */
@@ -22,9 +27,15 @@ import { saveAdapter } from "../src/lora/adapter-io";
 import { applyLora, type LoraModel } from "../src/lora/lora";
 import { type Esm2PresetName, esm2Config } from "../src/model/config";
 import { Esm2Model } from "../src/model/esm2";
+import { OnnxEsmEngine } from "../src/onnx/engine";
 import { clipGradNorm } from "../src/train/clip";
 import { AdamW } from "../src/train/optimizer";
-import { lossAndGradients, type MicroBatch } from "../src/train/step";
+import {
+  lossAndGradients,
+  type MicroBatch,
+  type StepOptions,
+  type StepResult,
+} from "../src/train/step";
 
 export const RESULT_MARK = "@@BENCH ";
 
@@ -57,7 +68,16 @@ interface SetupParams {
   seed: number;
 }
 
-interface TrainParams {
+export type BenchEngine = "onnx" | "tfjs";
+
+interface EngineParams {
+  /** Who computes logits and gradients (default "onnx"). */
+  engine?: BenchEngine;
+  /** onnxruntime intra-op threads (onnx only; default 1). */
+  threads?: number;
+}
+
+interface TrainParams extends EngineParams {
   modelDir: string;
   adapterDir: string;
   ids: string;
@@ -68,7 +88,7 @@ interface TrainParams {
   repeats: number;
 }
 
-interface InferParams {
+interface InferParams extends EngineParams {
   modelDir: string;
   ids: string;
   warmup: number;
@@ -131,12 +151,30 @@ interface Trainer {
   lora: LoraModel;
   /** One full optimizer step over the whole batch; returns the loss. */
   step(): number;
+  /**
+   * onnx: a 1 x 8 forward pass, which loads onnxruntime, starts its threads and copies
+   * the frozen weights into onnxruntime tensors (done once per process), so that a
+   * memory measurement after it sees the training step alone. tfjs: nothing.
+   */
+  settle(): void;
   dispose(): void;
+}
+
+/** onnx engine options, with the thread count checked. */
+function engineOf(p: EngineParams, model: Esm2Model, lora?: LoraModel): OnnxEsmEngine | undefined {
+  const engine = p.engine ?? "onnx";
+  if (engine === "tfjs") return undefined;
+  if (engine !== "onnx") throw new Error(`unknown engine "${engine}"; expected onnx or tfjs`);
+  const threads = p.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new Error(`threads must be an integer >= 1, got ${threads}`);
+  return new OnnxEsmEngine(model, { threads, ...(lora ? { lora } : {}) });
 }
 
 /**
  * The training step the Trainer runs: forward + backward per micro-batch (gradients
- * accumulated, loss scaled by 1 / micro-batches), global-norm clipping, AdamW.
+ * accumulated, loss scaled by 1 / micro-batches), global-norm clipping, AdamW. Forward
+ * and backward run on the engine; clipping and AdamW on tfjs, as in the Trainer.
  */
 async function trainer(p: TrainParams): Promise<Trainer> {
   const model = await loadModel(p.modelDir);
@@ -145,6 +183,9 @@ async function trainer(p: TrainParams): Promise<Trainer> {
   lora.training = true;
   const params = lora.trainableVariables();
   const optimizer = new AdamW(params, { lr: LR, weightDecay: 0.01 });
+  const onnx = engineOf(p, model, lora);
+  const grads = (b: MicroBatch, o: StepOptions): StepResult =>
+    onnx ? onnx.lossAndGradients(params, b, o) : lossAndGradients(model, params, b, o);
   const ids = readIds(p.ids);
   const micro = Math.min(p.microBatch ?? ids.batch, ids.batch);
   const batches: MicroBatch[] = [];
@@ -157,7 +198,7 @@ async function trainer(p: TrainParams): Promise<Trainer> {
     for (const b of batches) {
       if (!p.checkpointing && b.inputIds.shape[0] > oomAbove)
         throw new Error("Aborted() (simulated by ESMKIT_BENCH_SIMULATE_OOM)");
-      const r = lossAndGradients(model, params, b, {
+      const r = grads(b, {
         gradientCheckpointing: p.checkpointing ?? false,
         lossScale: 1 / batches.length,
         dropoutRng: lora.dropoutRng,
@@ -180,10 +221,21 @@ async function trainer(p: TrainParams): Promise<Trainer> {
     tf.dispose([...acc!.values(), ...clipped.grads.values()]);
     return loss;
   };
+  const settle = () => {
+    const n = Math.min(8, ids.length);
+    onnx?.logits({
+      inputIds: ids.inputIds[0]!.slice(0, n),
+      attentionMask: new Array<number>(n).fill(1),
+      batchSize: 1,
+      seqLen: n,
+    });
+  };
   return {
     lora,
     step,
+    settle,
     dispose: () => {
+      onnx?.dispose();
       for (const b of batches) tf.dispose([b.inputIds, b.attentionMask, b.labels]);
       optimizer.dispose();
       lora.dispose();
@@ -192,20 +244,67 @@ async function trainer(p: TrainParams): Promise<Trainer> {
   };
 }
 
+/** Busy CPU seconds of the whole machine so far (all cores, /proc/stat), or null. */
+function machineBusySeconds(): number | null {
+  try {
+    const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1);
+    const [user, nice, system, , , irq, softirq, steal] = f.map(Number) as number[];
+    // USER_HZ is 100 on Linux.
+    return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / 100;
+  } catch {
+    return null;
+  }
+}
+
+interface Mark {
+  busy: number | null;
+  cpu: NodeJS.CpuUsage;
+  wall: number;
+}
+
+const mark = (): Mark => ({
+  busy: machineBusySeconds(),
+  cpu: process.cpuUsage(),
+  wall: performance.now(),
+});
+
+/**
+ * The CPU other processes took since `m` (the machine's busy time minus ours, per wall
+ * second: 0.5 = half a core), which tells a noisy measurement from a slow one.
+ */
+function otherCoresSince(m: Mark): number | null {
+  const busy = machineBusySeconds();
+  const cpu = process.cpuUsage(m.cpu);
+  const wall = (performance.now() - m.wall) / 1000;
+  if (m.busy === null || busy === null || wall <= 0) return null;
+  const other = busy - m.busy - (cpu.user + cpu.system) / 1e6;
+  return Math.round(Math.max(0, other / wall) * 100) / 100;
+}
+
+/** Runs `f` `n` times, timing each run, and what other processes took meanwhile. */
+function timed(n: number, f: () => void): { seconds: number[]; otherCores: number | null } {
+  const m = mark();
+  const seconds: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    f();
+    seconds.push((performance.now() - t0) / 1000);
+  }
+  return { seconds, otherCores: otherCoresSince(m) };
+}
+
 async function train(p: TrainParams) {
   const t = await trainer(p);
   const ids = readIds(p.ids);
   for (let i = 0; i < p.warmup; i++) t.step();
-  const seconds: number[] = [];
   let loss = Number.NaN;
-  for (let i = 0; i < p.repeats; i++) {
-    const t0 = performance.now();
+  const { seconds, otherCores } = timed(p.repeats, () => {
     loss = t.step();
-    seconds.push((performance.now() - t0) / 1000);
-  }
+  });
   t.dispose();
   const s = median(seconds);
   return {
+    ...engineInfo(p),
     batch: ids.batch,
     length: ids.length,
     microBatch: Math.min(p.microBatch ?? ids.batch, ids.batch),
@@ -214,78 +313,111 @@ async function train(p: TrainParams) {
     medianStepSeconds: s,
     tokensPerSecond: (ids.batch * ids.length) / s,
     loss,
+    otherCores,
   };
 }
 
 async function infer(p: InferParams) {
   const model = await loadModel(p.modelDir);
   const ids = readIds(p.ids);
+  const onnx = engineOf(p, model);
   const inputIds = tf.tensor2d(ids.inputIds, [ids.batch, ids.length], "int32");
   const attentionMask = tf.onesLike(inputIds) as tf.Tensor2D;
-  const once = () => {
-    const out = model.forward({ inputIds, attentionMask });
-    out.logits.dataSync();
-    tf.dispose([out.logits, out.lastHiddenState]);
-  };
+  const flatIds = Int32Array.from(ids.inputIds.flat());
+  const flatMask = new Int32Array(flatIds.length).fill(1);
+  const once = onnx
+    ? () => {
+        onnx.logits({
+          inputIds: flatIds,
+          attentionMask: flatMask,
+          batchSize: ids.batch,
+          seqLen: ids.length,
+        });
+      }
+    : () => {
+        const out = model.forward({ inputIds, attentionMask });
+        out.logits.dataSync();
+        tf.dispose([out.logits, out.lastHiddenState]);
+      };
   for (let i = 0; i < p.warmup; i++) once();
-  const seconds: number[] = [];
-  for (let i = 0; i < p.repeats; i++) {
-    const t0 = performance.now();
-    once();
-    seconds.push((performance.now() - t0) / 1000);
-  }
+  const { seconds, otherCores } = timed(p.repeats, once);
+  onnx?.dispose();
   tf.dispose([inputIds, attentionMask]);
   model.dispose();
   const s = median(seconds);
   return {
+    ...engineInfo(p),
     batch: ids.batch,
     length: ids.length,
     batchSeconds: seconds,
     latencyMs: s * 1000,
     sequencesPerSecond: ids.batch / s,
     tokensPerSecond: (ids.batch * ids.length) / s,
+    otherCores,
   };
 }
 
+/** The process's peak resident set so far, in bytes (Linux reports KiB). */
+const maxRss = () => process.resourceUsage().maxRSS * 1024;
+
 /**
- * Peak tensor memory of one full training step (tf.profile's peakBytes: every tensor
- * alive at once); "activation" is that peak minus what was alive before the step
- * (weights, batch, optimizer state). The profiled step doubles as the warm-up; the time
- * is the median of `repeats` further unprofiled steps.
+ * Peak activation memory and time of one full training step, in a fresh process.
+ *
+ * onnx: the max-RSS rise over the first step (onnxruntime allocates outside any tensor
+ * count we could read), with the model, adapter, optimizer, batch and the engine's weight
+ * copies already in place (`settle`). tfjs: tf.profile's peakBytes (every tensor alive at
+ * once) minus the bytes alive before the step; the max-RSS rise is reported beside it.
+ * The measured step doubles as the warm-up; the time is the median of `repeats` further
+ * steps.
  */
 async function memory(p: MemoryParams) {
   const t = await trainer(p);
   const ids = readIds(p.ids);
-  const before = tf.memory().numBytes;
+  t.settle();
+  const rssBefore = process.memoryUsage().rss;
+  const maxRssBefore = maxRss();
+  const tensorBytesBefore = tf.memory().numBytes;
   const t0 = performance.now();
-  const info = await tf.profile(() => {
-    t.step();
-  });
-  const profiledSeconds = (performance.now() - t0) / 1000;
-  const seconds: number[] = [];
-  for (let i = 0; i < p.repeats; i++) {
-    const t1 = performance.now();
-    t.step();
-    seconds.push((performance.now() - t1) / 1000);
-  }
+  let peakBytes: number | null = null;
+  if ((p.engine ?? "onnx") === "onnx") t.step();
+  else peakBytes = (await tf.profile(() => void t.step())).peakBytes;
+  const firstStepSeconds = (performance.now() - t0) / 1000;
+  const maxRssAfter = maxRss();
+  const { seconds, otherCores } = timed(p.repeats, () => t.step());
   t.dispose();
+  const rssRise = maxRssAfter - maxRssBefore;
   return {
+    ...engineInfo(p),
     batch: ids.batch,
     length: ids.length,
     checkpointing: p.checkpointing ?? false,
-    method: "tf.profile peakBytes minus tf.memory().numBytes before the step",
-    baselineBytes: before,
-    peakBytes: info.peakBytes,
-    activationBytes: info.peakBytes - before,
-    profiledStepSeconds: profiledSeconds,
+    method:
+      peakBytes === null
+        ? "max RSS increase over the first training step in a fresh process (process.resourceUsage().maxRSS after minus before; model, adapter, optimizer, batch and onnxruntime weight copies built before)"
+        : "tf.profile peakBytes minus tf.memory().numBytes before the step",
+    activationBytes: peakBytes === null ? rssRise : peakBytes - tensorBytesBefore,
+    ...(peakBytes === null ? {} : { peakBytes, baselineBytes: tensorBytesBefore }),
+    rssBeforeBytes: rssBefore,
+    maxRssBeforeBytes: maxRssBefore,
+    maxRssAfterBytes: maxRssAfter,
+    maxRssRiseBytes: rssRise,
+    firstStepSeconds,
     stepSeconds: seconds,
-    medianStepSeconds: seconds.length > 0 ? median(seconds) : profiledSeconds,
+    medianStepSeconds: seconds.length > 0 ? median(seconds) : firstStepSeconds,
+    otherCores,
   };
+}
+
+/** What ran a case, for its JSON. */
+function engineInfo(p: EngineParams) {
+  const engine = p.engine ?? "onnx";
+  return engine === "onnx" ? { engine, threads: p.threads ?? 1 } : { engine, threads: 1 };
 }
 
 async function prepareCase(p: PrepareParams) {
   const seconds: number[] = [];
   let last: Awaited<ReturnType<typeof prepare>> | undefined;
+  const m = mark();
   for (let i = 0; i < p.repeats; i++) {
     await rm(p.out, { recursive: true, force: true });
     const t0 = performance.now();
@@ -299,6 +431,7 @@ async function prepareCase(p: PrepareParams) {
     rowsKept: last!.stats.rowsKept,
     trainRows: last!.stats.splits.train.rows,
     testRows: last!.stats.splits.test.rows,
+    otherCores: otherCoresSince(m),
   };
 }
 

@@ -35,6 +35,35 @@ def emit(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def machine_busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine so far (all cores, /proc/stat), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = v[:7]
+    steal = v[7] if len(v) > 7 else 0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherCores:
+    """CPU other processes took during a `with` block (machine busy time minus ours, per
+    wall second: 0.5 = half a core), to tell a noisy measurement from a slow one."""
+
+    def __enter__(self):
+        self.busy, self.cpu, self.wall = machine_busy_seconds(), os.times(), time.perf_counter()
+        self.value = None
+        return self
+
+    def __exit__(self, *exc):
+        busy, cpu, wall = machine_busy_seconds(), os.times(), time.perf_counter() - self.wall
+        if self.busy is not None and busy is not None and wall > 0:
+            own = (cpu.user - self.cpu.user) + (cpu.system - self.cpu.system)
+            self.value = round(max(0.0, (busy - self.busy - own) / wall), 2)
+        return False
+
+
 def load_params(text: str) -> dict:
     if text.startswith("@"):
         with open(text[1:], encoding="utf-8") as f:
@@ -130,10 +159,11 @@ def case_train(p: dict) -> dict:
         step()
     seconds = []
     loss = float("nan")
-    for _ in range(int(p["repeats"])):
-        t0 = time.perf_counter()
-        loss = step()
-        seconds.append(time.perf_counter() - t0)
+    with OtherCores() as other:
+        for _ in range(int(p["repeats"])):
+            t0 = time.perf_counter()
+            loss = step()
+            seconds.append(time.perf_counter() - t0)
     s = statistics.median(seconds)
     return {
         **info,
@@ -141,6 +171,7 @@ def case_train(p: dict) -> dict:
         "medianStepSeconds": s,
         "tokensPerSecond": info["batch"] * info["length"] / s,
         "loss": loss,
+        "otherCores": other.value,
     }
 
 
@@ -154,10 +185,11 @@ def case_infer(p: dict) -> dict:
     with torch.inference_mode():
         for _ in range(int(p["warmup"])):
             model(input_ids=input_ids, attention_mask=mask).logits.numpy()
-        for _ in range(int(p["repeats"])):
-            t0 = time.perf_counter()
-            model(input_ids=input_ids, attention_mask=mask).logits.numpy()
-            seconds.append(time.perf_counter() - t0)
+        with OtherCores() as other:
+            for _ in range(int(p["repeats"])):
+                t0 = time.perf_counter()
+                model(input_ids=input_ids, attention_mask=mask).logits.numpy()
+                seconds.append(time.perf_counter() - t0)
     s = statistics.median(seconds)
     return {
         "batch": ids["batch"],
@@ -167,6 +199,7 @@ def case_infer(p: dict) -> dict:
         "latencyMs": s * 1000,
         "sequencesPerSecond": ids["batch"] / s,
         "tokensPerSecond": ids["batch"] * ids["length"] / s,
+        "otherCores": other.value,
     }
 
 
@@ -203,10 +236,11 @@ def case_memory(p: dict) -> dict:
     peak = allocator_peak(prof)
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     seconds = []
-    for _ in range(int(p["repeats"])):
-        t1 = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - t1)
+    with OtherCores() as other:
+        for _ in range(int(p["repeats"])):
+            t1 = time.perf_counter()
+            step()
+            seconds.append(time.perf_counter() - t1)
     out = {
         **info,
         "method": "torch.profiler profile_memory: peak of the running sum of CPU allocator"
@@ -218,6 +252,7 @@ def case_memory(p: dict) -> dict:
         "profiledStepSeconds": profiled,
         "stepSeconds": seconds,
         "medianStepSeconds": statistics.median(seconds) if seconds else profiled,
+        "otherCores": other.value,
     }
     if peak is None:
         out["activationBytes"] = max(0, rss_after - rss_before)
@@ -235,33 +270,34 @@ def case_prepare(p: dict) -> dict:
     os.makedirs(p["out"], exist_ok=True)
     seconds = []
     kept = train_rows = test_rows = read_rows = 0
-    for _ in range(int(p["repeats"])):
-        t0 = time.perf_counter()
-        df = pd.read_csv(p["input"])
-        read_rows = len(df)
-        lengths = df["Sequence"].str.len()
-        df = df[(lengths >= 100) & (lengths <= 512)]
-        df = pd.DataFrame(
-            {
-                "id": df["ACC"],
-                "sequence": df["Sequence"],
-                "kingdom": df["Kingdom"],
-                "partition": df["Partition"].astype("int32"),
-                "label": df["Membrane"].astype("int64"),
-                "length": df["Sequence"].str.len().astype("int32"),
-            }
-        ).reset_index(drop=True)
-        train = df.sample(frac=0.8, random_state=42)
-        test = df.drop(train.index)
-        tok = EsmTokenizer.from_pretrained(p["tokenizer"])
-        for name, part in (("train", train), ("test", test)):
-            enc = tok(part["sequence"].tolist(), truncation=True, max_length=512)
-            part = part.assign(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-            part.to_parquet(
-                os.path.join(p["out"], f"{name}.parquet"), compression="snappy", index=False
-            )
-        seconds.append(time.perf_counter() - t0)
-        kept, train_rows, test_rows = len(df), len(train), len(test)
+    with OtherCores() as other:
+        for _ in range(int(p["repeats"])):
+            t0 = time.perf_counter()
+            df = pd.read_csv(p["input"])
+            read_rows = len(df)
+            lengths = df["Sequence"].str.len()
+            df = df[(lengths >= 100) & (lengths <= 512)]
+            df = pd.DataFrame(
+                {
+                    "id": df["ACC"],
+                    "sequence": df["Sequence"],
+                    "kingdom": df["Kingdom"],
+                    "partition": df["Partition"].astype("int32"),
+                    "label": df["Membrane"].astype("int64"),
+                    "length": df["Sequence"].str.len().astype("int32"),
+                }
+            ).reset_index(drop=True)
+            train = df.sample(frac=0.8, random_state=42)
+            test = df.drop(train.index)
+            tok = EsmTokenizer.from_pretrained(p["tokenizer"])
+            for name, part in (("train", train), ("test", test)):
+                enc = tok(part["sequence"].tolist(), truncation=True, max_length=512)
+                part = part.assign(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+                part.to_parquet(
+                    os.path.join(p["out"], f"{name}.parquet"), compression="snappy", index=False
+                )
+            seconds.append(time.perf_counter() - t0)
+            kept, train_rows, test_rows = len(df), len(train), len(test)
     return {
         "seconds": seconds,
         "medianSeconds": statistics.median(seconds),
@@ -269,6 +305,7 @@ def case_prepare(p: dict) -> dict:
         "rowsKept": kept,
         "trainRows": train_rows,
         "testRows": test_rows,
+        "otherCores": other.value,
     }
 
 

@@ -1,9 +1,9 @@
 /**
- * Side-by-side benchmark: esmkit (TensorFlow.js) against the Python reference (torch CPU +
- * transformers + peft) on identical work, in one run on one machine.
+ * Side-by-side benchmark: esmkit against the Python reference (torch CPU + transformers +
+ * peft) on identical work, in one run on one machine.
  *
- *   npm run build && node build/bench/run.js [--quick] [--only CASE,...] [--threads N]
- *        [--also-threads M] [--repeats R] [--out DIR] [--python PATH] [--deeploc CSV]
+ *   npm run build && node build/bench/run.js [--quick] [--only CASE,...] [--threads N,M]
+ *        [--engine onnx|tfjs] [--repeats R] [--out DIR] [--python PATH] [--deeploc CSV]
  *        [--backend wasm] [--timeout S] [--keep]
  *
  * Cases: train-8m, train-35m (LoRA r8 on query/key/value, full optimizer steps, batch
@@ -14,12 +14,20 @@
  *
  * Both sides load the SAME random weights: esmkit draws them (seed 1), writes a Hugging
  * Face directory and a PEFT adapter, and both load those files; both read the same token
- * ids (the 20 standard residues between `<cls>` and `<eos>`) from a JSON file. Each of our
- * cases runs in its own `node` process (a step that exhausts the wasm heap is recorded,
- * not fatal); the Python side runs all its cases in one process per thread count, with
- * `torch.set_num_threads(N)`. Ratios are esmkit / PyTorch at the same thread count as our
- * backend (wasm in Node: 1 thread); `--also-threads` adds an informative PyTorch column.
- * Output: a table on stdout, `<out>/<date>-<case>.json` per case and `<out>/latest.json`.
+ * ids (the 20 standard residues between `<cls>` and `<eos>`) from a JSON file.
+ *
+ * `--engine` picks what computes esmkit's forward and backward passes: "onnx" (default,
+ * onnxruntime-node with N intra-op threads) or "tfjs" (TensorFlow.js on `--backend`; wasm
+ * in Node runs one thread, so it only fills the 1-thread columns). Both sides run at
+ * every count in `--threads` (default 1 and the core count): PyTorch with
+ * `torch.set_num_threads(N)`, esmkit's prepare with POLARS_MAX_THREADS=N. Every ratio is
+ * esmkit / PyTorch at the same thread count.
+ *
+ * Each of our cases runs in its own `node` process (a step that exhausts the wasm heap is
+ * recorded, not fatal); the Python side runs its cases in one process per thread count,
+ * except the memory cases, which (like ours) each get a fresh process so that the max-RSS
+ * rise of their first step is not hidden by an earlier case's peak. Output: a table on
+ * stdout, `<out>/<date>-<case>.json` per case, `<out>/latest.json` and `<out>/latest.md`.
  *
  * `--quick` runs every case at tiny sizes (2-layer variants of both architectures, short
  * sequences, the 1,950-row sample CSV) as a smoke test; its ratios are not the figures
@@ -32,7 +40,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs-core";
 import { SeededRandom } from "../src/util/random";
-import type { IdsFile } from "./esmkit-side";
+import type { BenchEngine, IdsFile } from "./esmkit-side";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const MARK = "@@BENCH ";
@@ -52,6 +60,7 @@ const CASE_NAMES = [
   "prepare",
 ] as const;
 type CaseName = (typeof CASE_NAMES)[number];
+const ENGINES: readonly BenchEngine[] = ["onnx", "tfjs"];
 
 interface Sizes {
   /** Encoder layers (undefined: the architecture's own). */
@@ -65,7 +74,7 @@ interface Sizes {
 const FULL: Sizes = {
   train: { batch: 8, length: 256, warmup: 1, repeats: 3 },
   infer: { batches: [1, 16], length: 400, warmup: 1, repeats: 5 },
-  memory: { batch: 8, length: 512, repeats: 2 },
+  memory: { batch: 8, length: 512, repeats: 3 },
   prepare: { repeats: 3 },
 };
 
@@ -80,13 +89,13 @@ const QUICK: Sizes = {
 interface Options {
   quick: boolean;
   cases: CaseName[];
-  /** PyTorch threads of the comparison that the ratios use. */
-  threads: number;
-  /** A second PyTorch thread count, for information (0: none). */
-  alsoThreads: number;
+  /** Thread counts; both sides run at each, and each ratio compares equal counts. */
+  threads: number[];
+  engine: BenchEngine;
   out: string;
   python: string;
   deeploc: string;
+  /** The tfjs backend (with engine onnx it only holds the weights and runs AdamW). */
   backend: string;
   timeoutS: number;
   keep: boolean;
@@ -94,7 +103,7 @@ interface Options {
   repeats?: number;
 }
 
-function parseOptions(argv: string[], ourThreads: number): Options {
+function parseOptions(argv: string[]): Options {
   const { values: v } = parseArgs({
     args: argv,
     strict: true,
@@ -102,7 +111,7 @@ function parseOptions(argv: string[], ourThreads: number): Options {
       quick: { type: "boolean", default: false },
       only: { type: "string" },
       threads: { type: "string" },
-      "also-threads": { type: "string" },
+      engine: { type: "string", default: "onnx" },
       out: { type: "string" },
       python: { type: "string" },
       deeploc: { type: "string" },
@@ -115,7 +124,7 @@ function parseOptions(argv: string[], ourThreads: number): Options {
   });
   if (v.help) {
     process.stdout.write(
-      "node build/bench/run.js [--quick] [--only CASE,...] [--threads N] [--also-threads M]\n" +
+      "node build/bench/run.js [--quick] [--only CASE,...] [--threads N,M] [--engine onnx|tfjs]\n" +
         "                        [--out DIR] [--python PATH] [--deeploc CSV] [--backend wasm]\n" +
         "                        [--repeats R] [--timeout S] [--keep]\n" +
         `cases: ${CASE_NAMES.join(", ")}\n`,
@@ -137,17 +146,19 @@ function parseOptions(argv: string[], ourThreads: number): Options {
     }
     cases = CASE_NAMES.filter((c) => wanted.some((w) => c === w || c.startsWith(`${w}-`)));
   }
+  const engine = v.engine as BenchEngine;
+  if (!ENGINES.includes(engine))
+    throw new Error(`--engine expects one of ${ENGINES.join(", ")}, got "${v.engine}"`);
   const quick = v.quick!;
-  const threads = v.threads ? int("threads", v.threads, 1) : ourThreads;
   const cores = os.cpus().length;
-  // Quick keeps one Python process: the second one would double its run time.
-  const alsoDefault = quick || cores === threads ? 0 : cores;
-  const alsoThreads = v["also-threads"] ? int("also-threads", v["also-threads"], 0) : alsoDefault;
+  const threads = v.threads
+    ? v.threads.split(",").map((t) => int("threads", t.trim(), 1))
+    : [1, cores];
   return {
     quick,
     cases,
-    threads,
-    alsoThreads: alsoThreads === threads ? 0 : alsoThreads,
+    threads: [...new Set(threads)].sort((a, b) => a - b),
+    engine,
     out: path.resolve(v.out ?? path.join(ROOT, "bench", "results", quick ? "quick" : "")),
     python:
       v.python ?? process.env.ESMKIT_BENCH_PYTHON ?? path.join(ROOT, ".venv", "bin", "python"),
@@ -243,15 +254,13 @@ async function esmkit(
   params: Record<string, unknown>,
   o: Options,
   log: string,
+  env?: NodeJS.ProcessEnv,
 ): Promise<Record<string, unknown>> {
   const side = path.join(ROOT, "build", "bench", "esmkit-side.js");
   const r = await runChild(
     process.execPath,
-    [side, kind, JSON.stringify({ backend: o.backend, ...params })],
-    {
-      timeoutS: o.timeoutS,
-      log,
-    },
+    [side, kind, JSON.stringify({ backend: o.backend, engine: o.engine, ...params })],
+    { timeoutS: o.timeoutS, log, ...(env ? { env } : {}) },
   );
   const last = r.results.at(-1);
   if (last) return { ...last, processSeconds: r.seconds };
@@ -264,9 +273,14 @@ interface PyCase {
   id: string;
   kind: string;
   params: Record<string, unknown>;
+  /** Run in a process of its own (memory: a fresh max-RSS high-water mark). */
+  own?: boolean;
 }
 
-/** All Python cases in one process at `threads`; results by case id. */
+/**
+ * The Python cases at `threads`: the shared ones in one process, each `own` case in a
+ * process of its own; results by case id.
+ */
 async function python(
   cases: PyCase[],
   threads: number,
@@ -274,36 +288,46 @@ async function python(
   work: string,
   log: string,
 ): Promise<Map<string, Record<string, unknown>>> {
-  const spec = path.join(work, `py-spec-${threads}.json`);
-  writeFileSync(
-    spec,
-    JSON.stringify({ cases: [{ id: "versions", kind: "versions", params: {} }, ...cases] }),
-  );
   const t = String(threads);
-  const r = await runChild(
-    o.python,
-    [path.join(ROOT, "bench", "reference_bench.py"), "batch", "--json", `@${spec}`, "--threads", t],
-    {
-      env: {
-        OMP_NUM_THREADS: t,
-        MKL_NUM_THREADS: t,
-        OPENBLAS_NUM_THREADS: t,
-        TOKENIZERS_PARALLELISM: "false",
-        HF_HUB_OFFLINE: "1",
-        TRANSFORMERS_VERBOSITY: "error",
-        PYTHONWARNINGS: "ignore",
-      },
-      timeoutS: o.timeoutS * Math.max(1, cases.length),
-      log,
-    },
-  );
   const byId = new Map<string, Record<string, unknown>>();
-  for (const res of r.results) byId.set(String(res.id), res);
-  const why =
-    r.signal === "SIGKILL" ? "timed out" : `python exited ${r.code ?? r.signal} before this case`;
-  for (const c of [{ id: "versions" }, ...cases]) {
-    if (!byId.has(c.id))
-      byId.set(c.id, { error: `${why}${r.stderrTail ? `: ${r.stderrTail}` : ""}` });
+  const groups = [cases.filter((c) => !c.own), ...cases.filter((c) => c.own).map((c) => [c])];
+  for (const [i, group] of groups.entries()) {
+    if (i > 0 && group.length === 0) continue;
+    const spec = path.join(work, `py-spec-${threads}-${i}.json`);
+    // "versions" first in the shared process only (also when it has no other case).
+    const withVersions = i === 0 ? [{ id: "versions", kind: "versions", params: {} }] : [];
+    writeFileSync(spec, JSON.stringify({ cases: [...withVersions, ...group] }));
+    const r = await runChild(
+      o.python,
+      [
+        path.join(ROOT, "bench", "reference_bench.py"),
+        "batch",
+        "--json",
+        `@${spec}`,
+        "--threads",
+        t,
+      ],
+      {
+        env: {
+          OMP_NUM_THREADS: t,
+          MKL_NUM_THREADS: t,
+          OPENBLAS_NUM_THREADS: t,
+          TOKENIZERS_PARALLELISM: "false",
+          HF_HUB_OFFLINE: "1",
+          TRANSFORMERS_VERBOSITY: "error",
+          PYTHONWARNINGS: "ignore",
+        },
+        timeoutS: o.timeoutS * Math.max(1, group.length),
+        log,
+      },
+    );
+    for (const res of r.results) byId.set(String(res.id), res);
+    const why =
+      r.signal === "SIGKILL" ? "timed out" : `python exited ${r.code ?? r.signal} before this case`;
+    for (const c of [...withVersions, ...group]) {
+      if (!byId.has(c.id))
+        byId.set(c.id, { error: `${why}${r.stderrTail ? `: ${r.stderrTail}` : ""}` });
+    }
   }
   return byId;
 }
@@ -342,31 +366,40 @@ class Work {
 
 // ---- results ----
 
+/** One thread count of a row. */
+interface Cell {
+  threads: number;
+  esmkit: number | null;
+  torch: number | null;
+  /** esmkit / PyTorch; null for percentages, missing values and unlike methods. */
+  ratio: number | null;
+  reached?: boolean | null;
+}
+
 interface Row {
   case: string;
   metric: string;
   unit: string;
-  esmkit: number | null;
-  torch: number | null;
-  /** esmkit / PyTorch at the same thread count. */
-  ratio: number | null;
-  torchAlt?: number | null;
-  ratioAlt?: number | null;
+  cells: Cell[];
   target?: string;
-  reached?: boolean | null;
   note?: string;
 }
 
 interface CaseReport {
   case: CaseName;
   description: string;
+  /** Our results by thread count (`"1"`, `"2"`, ...). */
   esmkit: Record<string, unknown>;
+  /** PyTorch's results by thread count. */
   torch: Record<string, unknown>;
-  torchAlt?: Record<string, unknown>;
   rows: Row[];
-  /** Training cases: whether both sides ended on the same loss (same work done). */
-  lossesAgree?: boolean | null;
+  /** Training cases: whether both sides ended on the same loss (same work done), by threads. */
+  lossesAgree?: Record<string, boolean | null>;
 }
+
+type Result = Record<string, unknown>;
+/** PyTorch results by thread count, then by case id. */
+type TorchRuns = Map<number, Map<string, Result>>;
 
 const num = (x: unknown): number | null => (typeof x === "number" && Number.isFinite(x) ? x : null);
 const div = (a: number | null, b: number | null) =>
@@ -374,21 +407,55 @@ const div = (a: number | null, b: number | null) =>
 const err = (x: unknown): string | undefined =>
   x && typeof x === "object" && "error" in x ? String((x as { error: unknown }).error) : undefined;
 
+interface Check {
+  min?: number;
+  max?: number;
+  /** What the target is about (default: the ratio). */
+  on?: "ratio" | "esmkit";
+}
+
 function row(
-  base: Omit<Row, "ratio" | "ratioAlt">,
-  check?: { min?: number; max?: number; on?: "ratio" | "esmkit" },
+  base: Omit<Row, "cells">,
+  values: { threads: number; esmkit: number | null; torch: number | null }[],
+  check?: Check,
+  opts: { ratio?: boolean } = {},
 ): Row {
-  const r: Row = { ...base, ratio: div(base.esmkit, base.torch) };
-  if (base.torchAlt !== undefined) r.ratioAlt = div(base.esmkit, base.torchAlt ?? null);
-  if (check) {
-    const v = check.on === "esmkit" ? r.esmkit : r.ratio;
-    r.reached =
-      v === null
-        ? null
-        : (check.min === undefined || v >= check.min) &&
-          (check.max === undefined || v <= check.max);
+  const cells = values.map((v) => {
+    const c: Cell = {
+      ...v,
+      ratio: base.unit === "%" || opts.ratio === false ? null : div(v.esmkit, v.torch),
+    };
+    if (check) {
+      const x = check.on === "esmkit" ? c.esmkit : c.ratio;
+      c.reached =
+        x === null
+          ? null
+          : (check.min === undefined || x >= check.min) &&
+            (check.max === undefined || x <= check.max);
+    }
+    return c;
+  });
+  return { ...base, cells };
+}
+
+/** Other processes' CPU (in cores) above which a timing is flagged as noisy. */
+const NOISY_CORES = 0.25;
+
+/**
+ * Errors of some results, labelled (`esmkit 2 thr: ...`), and where other processes took
+ * CPU during the timed runs (`otherCores`); joined, or undefined if none.
+ */
+function notesOf(...parts: [string, unknown][]): string | undefined {
+  const out: string[] = [];
+  const busy: string[] = [];
+  for (const [label, x] of parts) {
+    const e = err(x);
+    if (e && !out.includes(`${label}: ${e}`)) out.push(`${label}: ${e}`);
+    const other = num((x as Result | undefined)?.otherCores);
+    if (other !== null && other >= NOISY_CORES) busy.push(`${other.toFixed(2)} during ${label}`);
   }
-  return r;
+  if (busy.length) out.push(`busy machine, other processes took cores: ${busy.join(", ")}`);
+  return out.length ? out.join("; ") : undefined;
 }
 
 // ---- cases ----
@@ -398,13 +465,12 @@ interface Ctx {
   sizes: Sizes;
   work: Work;
   log: string;
+  /** The thread counts our engine runs at (tfjs on wasm: 1 only). */
+  ourThreads: number[];
   models: Map<Arch, { modelDir: string; adapterDir: string }>;
-  /** Python cases to run, and how to turn their results into rows afterwards. */
-  py: PyCase[];
-  finish: ((
-    torch: Map<string, Record<string, unknown>>,
-    alt?: Map<string, Record<string, unknown>>,
-  ) => CaseReport)[];
+  /** Python cases to run at every thread count, and how to turn results into rows. */
+  py: (PyCase & { once?: boolean })[];
+  finish: ((torch: TorchRuns) => CaseReport)[];
 }
 
 function progress(msg: string): void {
@@ -430,10 +496,17 @@ async function model(ctx: Ctx, arch: Arch) {
   return m;
 }
 
+/** Our result where the engine does not run at `threads` (tfjs on wasm: one thread). */
+const notRun = (o: Options, threads: number): Result => ({
+  error: `not run: engine ${o.engine} on ${o.backend} does not run ${threads} threads`,
+});
+
 /** The failures a smaller step can cure (wasm heap exhausted), not timeouts or bugs. */
 const outOfMemory = (x: unknown) => /abort|memory|heap|allocat|OOM/i.test(err(x) ?? "");
 
 const fmtShape = (b: number, l: number) => `${b}x${l}`;
+const byThreads = <T>(m: Map<number, T>) =>
+  Object.fromEntries([...m].map(([t, v]) => [String(t), v]));
 
 async function trainCase(ctx: Ctx, name: "train-8m" | "train-35m") {
   const arch = ARCH[name === "train-8m" ? "8m" : "35m"];
@@ -447,56 +520,67 @@ async function trainCase(ctx: Ctx, name: "train-8m" | "train-35m") {
   for (let mb = s.batch; mb >= Math.max(1, s.batch / 4); mb = Math.floor(mb / 2))
     tries.push({ microBatch: mb, checkpointing: false });
   tries.push({ microBatch: s.batch, checkpointing: true });
-  const attempts: Record<string, unknown>[] = [];
-  let ours: Record<string, unknown> = {};
-  for (const t of tries) {
-    progress(
-      `esmkit ${name} ${fmtShape(s.batch, s.length)} micro-batch ${t.microBatch}${t.checkpointing ? " + checkpointing" : ""}`,
-    );
-    ours = await esmkit("train", { ...base, ...t }, ctx.o, ctx.log);
-    attempts.push({ ...t, ...(err(ours) ? { error: err(ours) } : {}) });
-    if (!outOfMemory(ours)) break;
+  const ours = new Map<number, { result: Result; attempts: Result[] }>();
+  for (const threads of ctx.o.threads) {
+    if (!ctx.ourThreads.includes(threads)) {
+      ours.set(threads, { result: notRun(ctx.o, threads), attempts: [] });
+      continue;
+    }
+    const attempts: Result[] = [];
+    let result: Result = {};
+    for (const t of tries) {
+      progress(
+        `esmkit ${name} ${fmtShape(s.batch, s.length)} ${threads} thr micro-batch ${t.microBatch}${t.checkpointing ? " + checkpointing" : ""}`,
+      );
+      result = await esmkit("train", { ...base, ...t, threads }, ctx.o, ctx.log);
+      attempts.push({ ...t, ...(err(result) ? { error: err(result) } : {}) });
+      if (!outOfMemory(result)) break;
+    }
+    ours.set(threads, { result, attempts });
   }
-  const id = name;
-  ctx.py.push({ id, kind: "train", params: base });
-  ctx.finish.push((torch, alt) => {
-    const pt = torch.get(id)!;
-    const pa = alt?.get(id);
-    const mb = num(ours.microBatch) ?? s.batch;
-    const how = ours.checkpointing
-      ? "with gradient checkpointing"
-      : `as ${s.batch / mb} accumulated micro-batches of ${mb}`;
-    const fallback =
-      attempts.length > 1 && !err(ours)
-        ? `esmkit ran the step ${how} (plain full batch: ${attempts[0]!.error})`
-        : undefined;
-    // Same weights, ids and optimizer: the losses after the same steps must agree.
-    const [la, lb] = [num(ours.loss), num(pt.loss)];
-    const agree =
-      la !== null && lb !== null ? Math.abs(la - lb) <= 1e-3 * Math.max(1, Math.abs(lb)) : null;
-    const lossNote = agree === false ? `losses differ: esmkit ${la}, PyTorch ${lb}` : undefined;
+  ctx.py.push({ id: name, kind: "train", params: base });
+  ctx.finish.push((torch) => {
+    const lossesAgree: Record<string, boolean | null> = {};
+    const notes: string[] = [];
+    const parts: [string, unknown][] = [];
+    const cells = ctx.o.threads.map((threads) => {
+      const { result: r, attempts } = ours.get(threads)!;
+      const pt = torch.get(threads)!.get(name)!;
+      const mb = num(r.microBatch) ?? s.batch;
+      const how = r.checkpointing
+        ? "with gradient checkpointing"
+        : `as ${s.batch / mb} accumulated micro-batches of ${mb}`;
+      if (attempts.length > 1 && !err(r))
+        notes.push(`esmkit ${threads} thr ran the step ${how} (plain: ${attempts[0]!.error})`);
+      // Same weights, ids and optimizer: the losses after the same steps must agree.
+      const [la, lb] = [num(r.loss), num(pt.loss)];
+      const agree =
+        la !== null && lb !== null ? Math.abs(la - lb) <= 1e-3 * Math.max(1, Math.abs(lb)) : null;
+      lossesAgree[String(threads)] = agree;
+      if (agree === false) notes.push(`${threads} thr: losses differ: esmkit ${la}, PyTorch ${lb}`);
+      parts.push([`esmkit ${threads} thr`, r], [`PyTorch ${threads} thr`, pt]);
+      return { threads, esmkit: num(r.tokensPerSecond), torch: num(pt.tokensPerSecond) };
+    });
+    const errors = notesOf(...parts);
+    if (errors) notes.push(errors);
     return {
       case: name,
-      description: `LoRA r8 (query, key, value) training, ${arch}, batch ${fmtShape(s.batch, s.length)}, full AdamW steps`,
-      esmkit: { ...ours, attempts },
-      torch: pt,
-      lossesAgree: agree,
-      ...(pa ? { torchAlt: pa } : {}),
+      description: `LoRA r8 (query, key, value) training, ${arch}, batch ${fmtShape(s.batch, s.length)}, full AdamW steps (forward + backward on the engine, clip, AdamW); tokens/s = batch tokens / median step time`,
+      esmkit: byThreads(
+        new Map([...ours].map(([t, v]) => [t, { ...v.result, attempts: v.attempts }])),
+      ),
+      torch: byThreads(new Map(ctx.o.threads.map((t) => [t, torch.get(t)!.get(name)]))),
+      lossesAgree,
       rows: [
         row(
           {
             case: name,
             metric: `LoRA train ${fmtShape(s.batch, s.length)}`,
             unit: "tokens/s",
-            esmkit: num(ours.tokensPerSecond),
-            torch: num(pt.tokensPerSecond),
-            ...(pa ? { torchAlt: num(pa.tokensPerSecond) } : {}),
             target: ">= 0.5x",
-            note:
-              err(ours) ??
-              err(pt) ??
-              ([fallback, lossNote].filter(Boolean).join("; ") || undefined),
+            ...(notes.length ? { note: notes.join("; ") } : {}),
           },
+          cells,
           { min: 0.5 },
         ),
       ],
@@ -508,53 +592,65 @@ async function inferCase(ctx: Ctx, name: "infer-8m" | "infer-35m") {
   const arch = ARCH[name === "infer-8m" ? "8m" : "35m"];
   const m = await model(ctx, arch);
   const s = ctx.sizes.infer;
-  const results: { batch: number; id: string; ours: Record<string, unknown> }[] = [];
+  const results: { batch: number; id: string; ours: Map<number, Result> }[] = [];
   for (const b of s.batches) {
     const ids = ctx.work.ids(b, s.length);
     const params = { modelDir: m.modelDir, ids, warmup: s.warmup, repeats: s.repeats };
-    progress(`esmkit ${name} ${fmtShape(b, s.length)}`);
-    const ours = await esmkit("infer", params, ctx.o, ctx.log);
+    const ours = new Map<number, Result>();
+    for (const threads of ctx.o.threads) {
+      if (!ctx.ourThreads.includes(threads)) {
+        ours.set(threads, notRun(ctx.o, threads));
+        continue;
+      }
+      progress(`esmkit ${name} ${fmtShape(b, s.length)} ${threads} thr`);
+      ours.set(threads, await esmkit("infer", { ...params, threads }, ctx.o, ctx.log));
+    }
     const id = `${name}-b${b}`;
     ctx.py.push({ id, kind: "infer", params });
     results.push({ batch: b, id, ours });
   }
-  ctx.finish.push((torch, alt) => {
+  ctx.finish.push((torch) => {
     const rows: Row[] = [];
     for (const { batch, id, ours } of results) {
-      const pt = torch.get(id)!;
-      const pa = alt?.get(id);
-      const note = err(ours) ?? err(pt);
+      const pts = ctx.o.threads.map((t) => [t, ours.get(t)!, torch.get(t)!.get(id)!] as const);
+      const note = notesOf(
+        ...pts.flatMap(([t, r, pt]): [string, unknown][] => [
+          [`esmkit ${t} thr`, r],
+          [`PyTorch ${t} thr`, pt],
+        ]),
+      );
       const shape = fmtShape(batch, s.length);
+      const base = { case: `${name}-b${batch}`, ...(note ? { note } : {}) };
       rows.push(
         row(
-          {
-            case: `${name}-b${batch}`,
-            metric: `inference ${shape} throughput`,
-            unit: "seq/s",
-            esmkit: num(ours.sequencesPerSecond),
+          { ...base, metric: `inference ${shape} throughput`, unit: "seq/s", target: ">= 0.5x" },
+          pts.map(([threads, r, pt]) => ({
+            threads,
+            esmkit: num(r.sequencesPerSecond),
             torch: num(pt.sequencesPerSecond),
-            ...(pa ? { torchAlt: num(pa.sequencesPerSecond) } : {}),
-            target: ">= 0.5x",
-            note,
-          },
+          })),
           { min: 0.5 },
         ),
-        row({
-          case: `${name}-b${batch}`,
-          metric: `inference ${shape} latency`,
-          unit: "ms",
-          esmkit: num(ours.latencyMs),
-          torch: num(pt.latencyMs),
-          ...(pa ? { torchAlt: num(pa.latencyMs) } : {}),
-        }),
+        row(
+          { ...base, metric: `inference ${shape} latency`, unit: "ms" },
+          pts.map(([threads, r, pt]) => ({
+            threads,
+            esmkit: num(r.latencyMs),
+            torch: num(pt.latencyMs),
+          })),
+        ),
       );
     }
     return {
       case: name,
       description: `forward only (no gradients), ${arch}, batches ${s.batches.join(" and ")} at length ${s.length}; latency = median per batch`,
-      esmkit: Object.fromEntries(results.map((r) => [r.id, r.ours])),
-      torch: Object.fromEntries(results.map((r) => [r.id, torch.get(r.id)])),
-      ...(alt ? { torchAlt: Object.fromEntries(results.map((r) => [r.id, alt.get(r.id)])) } : {}),
+      esmkit: Object.fromEntries(results.map((r) => [r.id, byThreads(r.ours)])),
+      torch: Object.fromEntries(
+        results.map((r) => [
+          r.id,
+          byThreads(new Map(ctx.o.threads.map((t) => [t, torch.get(t)!.get(r.id)]))),
+        ]),
+      ),
       rows,
     };
   });
@@ -565,139 +661,212 @@ async function memoryCase(ctx: Ctx) {
   const arch = ARCH["8m"];
   const m = await model(ctx, arch);
   const s = ctx.sizes.memory;
-  const runPair = async (batch: number) => {
+  type Pair = { ckpt: Result; plain: Result };
+  const runPair = async (batch: number, threads: number): Promise<Pair> => {
     const params = { ...m, ids: ctx.work.ids(batch, s.length), warmup: 0, repeats: s.repeats };
+    const shape = fmtShape(batch, s.length);
     // Checkpointing first; the plain step is the one that may not fit.
-    progress(`esmkit ${name} ${fmtShape(batch, s.length)} checkpointing`);
-    const ckpt = await esmkit("memory", { ...params, checkpointing: true }, ctx.o, ctx.log);
-    progress(`esmkit ${name} ${fmtShape(batch, s.length)} plain`);
-    const plain = await esmkit("memory", { ...params, checkpointing: false }, ctx.o, ctx.log);
-    return { batch, params, ckpt, plain };
+    progress(`esmkit ${name} ${shape} ${threads} thr checkpointing`);
+    const ckpt = await esmkit(
+      "memory",
+      { ...params, threads, checkpointing: true },
+      ctx.o,
+      ctx.log,
+    );
+    progress(`esmkit ${name} ${shape} ${threads} thr plain`);
+    const plain = await esmkit(
+      "memory",
+      { ...params, threads, checkpointing: false },
+      ctx.o,
+      ctx.log,
+    );
+    return { ckpt, plain };
   };
-  const pairs = [await runPair(s.batch)];
-  // Plain step out of memory: find the largest batch where both fit, for the reduction.
-  for (
-    let b = Math.floor(s.batch / 2);
-    b >= 1 && outOfMemory(pairs.at(-1)!.plain);
-    b = Math.floor(b / 2)
-  )
-    pairs.push(await runPair(b));
-  const compared = [
-    pairs[0]!,
-    ...(pairs.length > 1 && !err(pairs.at(-1)!.plain) ? [pairs.at(-1)!] : []),
-  ];
-  for (const p of compared) {
-    ctx.py.push({
-      id: `${name}-${p.batch}-ckpt`,
-      kind: "memory",
-      params: { ...p.params, checkpointing: true },
-    });
-    ctx.py.push({
-      id: `${name}-${p.batch}-plain`,
-      kind: "memory",
-      params: { ...p.params, checkpointing: false },
-    });
+  // By thread count, then batch. The first thread count finds the batches: if the plain
+  // step runs out of memory, the largest batch where both fit, for the reduction.
+  const ours = new Map<number, Map<number, Pair>>();
+  const [first, ...rest] = ctx.o.threads.filter((t) => ctx.ourThreads.includes(t));
+  const tried: number[] = [];
+  if (first !== undefined) {
+    const pairs = new Map<number, Pair>();
+    ours.set(first, pairs);
+    for (let b = s.batch; b >= 1; b = Math.floor(b / 2)) {
+      tried.push(b);
+      pairs.set(b, await runPair(b, first));
+      if (!outOfMemory(pairs.get(b)!.plain) || b === 1) break;
+    }
+  } else tried.push(s.batch);
+  const last = tried.at(-1)!;
+  const lastOk = first !== undefined && !err(ours.get(first)!.get(last)!.plain);
+  const compared = [s.batch, ...(tried.length > 1 && lastOk ? [last] : [])];
+  for (const t of rest) {
+    const pairs = new Map<number, Pair>();
+    ours.set(t, pairs);
+    for (const b of compared) pairs.set(b, await runPair(b, t));
   }
-  ctx.finish.push((torch, alt) => {
+  const ourPair = (t: number, b: number): Pair =>
+    ours.get(t)?.get(b) ?? { ckpt: notRun(ctx.o, t), plain: notRun(ctx.o, t) };
+  const pyId = (b: number, mode: "ckpt" | "plain") => `${name}-${b}-${mode}`;
+  for (const b of compared) {
+    for (const mode of ["ckpt", "plain"] as const) {
+      ctx.py.push({
+        id: pyId(b, mode),
+        kind: "memory",
+        params: {
+          ...m,
+          ids: ctx.work.ids(b, s.length),
+          warmup: 0,
+          repeats: s.repeats,
+          checkpointing: mode === "ckpt",
+        },
+        own: !ctx.o.quick,
+      });
+    }
+  }
+  ctx.finish.push((torch) => {
     const rows: Row[] = [];
-    const mib = (x: Record<string, unknown> | undefined) => {
-      const v = num(x?.activationBytes);
+    const mib = (x: unknown) => {
+      const v = num(x);
       return v === null ? null : v / MiB;
     };
-    for (const p of compared) {
-      const shape = fmtShape(p.batch, s.length);
-      const tc = torch.get(`${name}-${p.batch}-ckpt`)!;
-      const tp = torch.get(`${name}-${p.batch}-plain`)!;
-      const ac = alt?.get(`${name}-${p.batch}-ckpt`);
-      const ap = alt?.get(`${name}-${p.batch}-plain`);
-      const c = name;
+    const activation = (x: Result | undefined) => mib(x?.activationBytes);
+    const rssRise = (x: Result | undefined) => {
+      const a = num(x?.maxRssAfterBytes);
+      const b = num(x?.maxRssBeforeBytes);
+      return a === null || b === null ? null : (a - b) / MiB;
+    };
+    const sec = (x: Result | undefined) => num(x?.medianStepSeconds);
+    const cut = (plain: number | null, ckpt: number | null) =>
+      plain !== null && ckpt !== null && plain > 0 ? 100 * (1 - ckpt / plain) : null;
+    const extra = (plain: number | null, ckpt: number | null) =>
+      plain !== null && ckpt !== null && plain > 0 ? 100 * (ckpt / plain - 1) : null;
+    // Unlike methods (max RSS against allocator events): no ratio on that row.
+    const likeMethods = ctx.o.engine === "tfjs";
+    for (const b of compared) {
+      const shape = fmtShape(b, s.length);
+      const per = ctx.o.threads.map((t) => ({
+        t,
+        ours: ourPair(t, b),
+        pt: {
+          ckpt: torch.get(t)!.get(pyId(b, "ckpt"))!,
+          plain: torch.get(t)!.get(pyId(b, "plain"))!,
+        },
+      }));
       const fallbackNote =
-        p !== pairs[0]
-          ? `plain step at ${fmtShape(s.batch, s.length)} failed: ${err(pairs[0]!.plain)}`
+        b !== s.batch
+          ? `plain step at ${fmtShape(s.batch, s.length)} failed: ${err(ourPair(first ?? 1, s.batch).plain)}`
           : undefined;
-      for (const [mode, ours, pt, pa] of [
-        ["plain", p.plain, tp, ap],
-        ["checkpointing", p.ckpt, tc, ac],
+      for (const [mode, key] of [
+        ["plain", "plain"],
+        ["checkpointing", "ckpt"],
       ] as const) {
+        const note = notesOf(
+          ...per.flatMap(({ t, ours, pt }): [string, unknown][] => [
+            [`esmkit ${t} thr`, ours[key]],
+            [`PyTorch ${t} thr`, pt[key]],
+          ]),
+        );
+        const base = { case: name, ...(note ? { note } : {}) };
+        const cells = (f: (x: Result | undefined) => number | null) =>
+          per.map(({ t, ours, pt }) => ({ threads: t, esmkit: f(ours[key]), torch: f(pt[key]) }));
         rows.push(
-          row({
-            case: c,
-            metric: `step ${shape} ${mode}: peak activations`,
-            unit: "MiB",
-            esmkit: mib(ours),
-            torch: mib(pt),
-            ...(pa ? { torchAlt: mib(pa) } : {}),
-            note: err(ours) ?? err(pt),
-          }),
-          row({
-            case: c,
-            metric: `step ${shape} ${mode}: time`,
-            unit: "s",
-            esmkit: num(ours.medianStepSeconds),
-            torch: num(pt.medianStepSeconds),
-            ...(pa ? { torchAlt: num(pa.medianStepSeconds) } : {}),
-            note: err(ours) ?? err(pt),
-          }),
+          row(
+            { ...base, metric: `step ${shape} ${mode}: peak activations`, unit: "MiB" },
+            cells(activation),
+            undefined,
+            { ratio: likeMethods },
+          ),
+          row(
+            { ...base, metric: `step ${shape} ${mode}: max RSS rise`, unit: "MiB" },
+            cells(rssRise),
+          ),
+          row({ ...base, metric: `step ${shape} ${mode}: time`, unit: "s" }, cells(sec)),
         );
       }
-      const cut = (plain: number | null, ckpt: number | null) =>
-        plain !== null && ckpt !== null && plain > 0 ? 100 * (1 - ckpt / plain) : null;
-      const extra = (plain: number | null, ckpt: number | null) =>
-        plain !== null && ckpt !== null && plain > 0 ? 100 * (ckpt / plain - 1) : null;
-      const sec = (x: Record<string, unknown> | undefined) => num(x?.medianStepSeconds);
-      const failed = err(p.plain) ?? err(p.ckpt);
+      const failed = notesOf(
+        ...per.flatMap(({ t, ours }): [string, unknown][] => [
+          [`esmkit ${t} thr`, ours.plain],
+          [`esmkit ${t} thr`, ours.ckpt],
+        ]),
+      );
+      const note = failed ?? fallbackNote;
+      const pctCells = (
+        f: (plain: number | null, ckpt: number | null) => number | null,
+        g: (x: Result | undefined) => number | null,
+      ) =>
+        per.map(({ t, ours, pt }) => ({
+          threads: t,
+          esmkit: f(g(ours.plain), g(ours.ckpt)),
+          torch: f(g(pt.plain), g(pt.ckpt)),
+        }));
+      const base = { case: name, ...(note ? { note } : {}) };
       rows.push(
         row(
           {
-            case: c,
+            ...base,
             metric: `checkpointing ${shape}: activation cut`,
             unit: "%",
-            esmkit: cut(mib(p.plain), mib(p.ckpt)),
-            torch: cut(mib(tp), mib(tc)),
-            ...(ap ? { torchAlt: cut(mib(ap), mib(ac)) } : {}),
             target: ">= 60 %",
-            note: failed ? `esmkit: ${failed}` : fallbackNote,
           },
+          pctCells(cut, activation),
           { min: 60, on: "esmkit" },
         ),
         row(
+          { ...base, metric: `checkpointing ${shape}: cut in max RSS rise`, unit: "%" },
+          pctCells(cut, rssRise),
+        ),
+        row(
           {
-            case: c,
+            ...base,
             metric: `checkpointing ${shape}: extra step time`,
             unit: "%",
-            esmkit: extra(sec(p.plain), sec(p.ckpt)),
-            torch: extra(sec(tp), sec(tc)),
-            ...(ap ? { torchAlt: extra(sec(ap), sec(ac)) } : {}),
             target: "<= 40 %",
-            note: failed ? `esmkit: ${failed}` : fallbackNote,
           },
+          pctCells(extra, sec),
           { max: 40, on: "esmkit" },
         ),
       );
     }
-    const pick = (src: Map<string, Record<string, unknown>> | undefined) =>
-      src
-        ? Object.fromEntries(
-            compared.flatMap((p) =>
-              ["ckpt", "plain"].map((k) => [`${p.batch}-${k}`, src.get(`${name}-${p.batch}-${k}`)]),
-            ),
-          )
-        : undefined;
-    const torchAlt = pick(alt);
+    const ourMethod =
+      ctx.o.engine === "onnx"
+        ? "esmkit (onnx): the max-RSS rise over the first training step in a fresh process, with the model, adapter, optimizer, batch and onnxruntime's weight copies built before"
+        : "esmkit (tfjs): tf.profile peakBytes minus the tensor bytes alive before the step";
     return {
       case: name,
       description:
         `one LoRA training step (forward, backward, clip, AdamW), ${arch}, batch ${fmtShape(s.batch, s.length)}, ` +
-        "with and without gradient checkpointing; peak activations = peak tensor bytes during the step above those alive before it " +
-        "(esmkit: tf.profile peakBytes; PyTorch: torch.profiler CPU allocator events); time = median of unprofiled steps",
-      esmkit: Object.fromEntries(
-        pairs.flatMap((p) => [
-          [`${p.batch}-ckpt`, p.ckpt],
-          [`${p.batch}-plain`, p.plain],
-        ]),
+        `with and without gradient checkpointing, each in a fresh process. Peak activations: ${ourMethod}; ` +
+        "PyTorch: peak of the running sum of CPU allocator events (torch.profiler profile_memory) over the first step. " +
+        "Max RSS rise: the process's max RSS after the first step minus before it, on both sides (PyTorch's includes the profiler's own memory). " +
+        "Time: median of the later steps",
+      esmkit: byThreads(
+        new Map(
+          ctx.o.threads.map((t) => [
+            t,
+            Object.fromEntries(
+              tried.flatMap((b) => [
+                [`${b}-ckpt`, ourPair(t, b).ckpt],
+                [`${b}-plain`, ourPair(t, b).plain],
+              ]),
+            ),
+          ]),
+        ),
       ),
-      torch: pick(torch)!,
-      ...(torchAlt ? { torchAlt } : {}),
+      torch: byThreads(
+        new Map(
+          ctx.o.threads.map((t) => [
+            t,
+            Object.fromEntries(
+              compared.flatMap((b) =>
+                (["ckpt", "plain"] as const).map((k) => [
+                  `${b}-${k}`,
+                  torch.get(t)!.get(pyId(b, k)),
+                ]),
+              ),
+            ),
+          ]),
+        ),
+      ),
       rows,
     };
   });
@@ -706,16 +875,29 @@ async function memoryCase(ctx: Ctx) {
 async function prepareCase(ctx: Ctx) {
   const name = "prepare";
   const s = ctx.sizes.prepare;
-  progress(`esmkit prepare ${path.basename(ctx.o.deeploc)}`);
-  const ours = await esmkit(
-    "prepare",
-    { input: ctx.o.deeploc, out: path.join(ctx.work.dir, "prepare-esmkit"), repeats: s.repeats },
-    ctx.o,
-    ctx.log,
-  );
+  const ours = new Map<number, Result>();
+  for (const threads of ctx.o.threads) {
+    progress(`esmkit prepare ${path.basename(ctx.o.deeploc)} ${threads} thr`);
+    ours.set(
+      threads,
+      await esmkit(
+        "prepare",
+        {
+          input: ctx.o.deeploc,
+          out: path.join(ctx.work.dir, `prepare-esmkit-${threads}`),
+          repeats: s.repeats,
+        },
+        ctx.o,
+        ctx.log,
+        { POLARS_MAX_THREADS: String(threads) },
+      ),
+    );
+  }
+  // pandas and the tokenizer run one thread: one run, compared at every thread count.
   ctx.py.push({
     id: name,
     kind: "prepare",
+    once: true,
     params: {
       input: ctx.o.deeploc,
       out: path.join(ctx.work.dir, "prepare-pandas"),
@@ -724,26 +906,34 @@ async function prepareCase(ctx: Ctx) {
     },
   });
   ctx.finish.push((torch) => {
-    const pt = torch.get(name)!;
+    const pt = torch.get(ctx.o.threads[0]!)!.get(name)!;
+    const rowsRead = num(ours.get(ctx.o.threads[0]!)?.rowsRead) ?? num(pt.rowsRead) ?? "?";
+    const note = notesOf(
+      ...ctx.o.threads.map((t): [string, unknown] => [`esmkit ${t} thr`, ours.get(t)]),
+      ["pandas", pt],
+    );
     return {
       case: name,
       description:
-        `${path.basename(ctx.o.deeploc)}: esmkit prepare (validate, filter 100..512, split 80/20, tokenize, Parquet + stats.json) ` +
-        "against pandas read_csv + filter + sample(frac=0.8) + HF EsmTokenizer(truncation, max_length 512) + to_parquet; " +
-        "end to end in-process, file read included; median of repeats",
-      esmkit: ours,
-      torch: pt,
+        `${path.basename(ctx.o.deeploc)}: esmkit prepare (validate, filter 100..512, split 80/20, tokenize, Parquet + stats.json; POLARS_MAX_THREADS = threads) ` +
+        "against pandas read_csv + filter + sample(frac=0.8) + HF EsmTokenizer(truncation, max_length 512) + to_parquet " +
+        "(single-threaded: one run, in every column); end to end in-process, file read included; median of repeats",
+      esmkit: byThreads(ours),
+      torch: { pandas: pt },
       rows: [
         row(
           {
             case: name,
-            metric: `prepare ${ctx.o.quick ? "sample" : "full DeepLoc"} (${num(ours.rowsRead) ?? num(pt.rowsRead) ?? "?"} rows)`,
+            metric: `prepare ${ctx.o.quick ? "sample" : "full DeepLoc"} (${rowsRead} rows)`,
             unit: "s",
-            esmkit: num(ours.medianSeconds),
-            torch: num(pt.medianSeconds),
             target: "<= 1.0x",
-            note: err(ours) ?? err(pt),
+            note: note ?? "PyTorch columns: pandas (single-threaded), the same run in each",
           },
+          ctx.o.threads.map((threads) => ({
+            threads,
+            esmkit: num(ours.get(threads)!.medianSeconds),
+            torch: num(pt.medianSeconds),
+          })),
           { max: 1.0 },
         ),
       ],
@@ -766,38 +956,36 @@ function fmt(x: number | null | undefined, unit = ""): string {
         : x.toPrecision(2);
 }
 
-function table(rows: Row[], o: Options, ourThreads: number): string {
+function table(rows: Row[], threads: number[]): string {
   const header = [
     "case",
     "metric",
     "unit",
-    `esmkit (${ourThreads} thr)`,
-    `PyTorch (${o.threads} thr)`,
-    "ratio",
-    ...(o.alsoThreads ? [`PyTorch (${o.alsoThreads} thr)`, "ratio"] : []),
+    ...threads.flatMap((t) => [`esmkit (${t} thr)`, `PyTorch (${t} thr)`, "ratio"]),
     "target",
-    "reached",
+    `reached (${threads.join(" / ")} thr)`,
   ];
-  const body = rows.map((r) => [
-    r.case,
-    r.metric,
-    r.unit,
-    fmt(r.esmkit, r.unit),
-    fmt(r.torch, r.unit),
-    r.unit === "%" ? "" : r.ratio === null ? "—" : `${r.ratio.toFixed(2)}x`,
-    ...(o.alsoThreads
-      ? [
-          fmt(r.torchAlt, r.unit),
-          r.unit === "%"
-            ? ""
-            : r.ratioAlt === null || r.ratioAlt === undefined
-              ? "—"
-              : `${r.ratioAlt.toFixed(2)}x`,
-        ]
-      : []),
-    r.target ?? "",
-    r.reached === undefined ? "" : r.reached === null ? "n/a" : r.reached ? "yes" : "NO",
-  ]);
+  const body = rows.map((r) => {
+    const cells = threads.map((t) => r.cells.find((c) => c.threads === t));
+    return [
+      r.case,
+      r.metric,
+      r.unit,
+      ...cells.flatMap((c) => [
+        fmt(c?.esmkit, r.unit),
+        fmt(c?.torch, r.unit),
+        r.unit === "%" ? "" : c?.ratio == null ? "—" : `${c.ratio.toFixed(2)}x`,
+      ]),
+      r.target ?? "",
+      cells.some((c) => c?.reached !== undefined)
+        ? cells
+            .map((c) =>
+              c?.reached === undefined || c.reached === null ? "n/a" : c.reached ? "yes" : "NO",
+            )
+            .join(" / ")
+        : "",
+    ];
+  });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) =>
     `| ${cells.map((c, i) => (i >= 3 && i < cells.length - 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(" | ")} |`;
@@ -817,45 +1005,51 @@ function table(rows: Row[], o: Options, ourThreads: number): string {
   ].join("\n");
 }
 
+function pkgVersion(name: string): string | null {
+  try {
+    return JSON.parse(readFileSync(require.resolve(`${name}/package.json`), "utf8")).version;
+  } catch {
+    return null;
+  }
+}
+
 function versionsOf(torch: Record<string, unknown>): Record<string, unknown> {
-  const pkg = (name: string) => {
-    try {
-      return JSON.parse(readFileSync(require.resolve(`${name}/package.json`), "utf8")).version;
-    } catch {
-      return null;
-    }
-  };
   const { id: _id, threads: _t, torchThreads: _tt, ...py } = torch;
   return {
     esmkit: JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).version,
     node: process.version,
+    onnxruntimeNode: pkgVersion("onnxruntime-node"),
     tfjsCore: tf.version_core,
-    tfjsBackendWasm: pkg("@tensorflow/tfjs-backend-wasm"),
-    nodejsPolars: pkg("nodejs-polars"),
+    tfjsBackendWasm: pkgVersion("@tensorflow/tfjs-backend-wasm"),
+    nodejsPolars: pkgVersion("nodejs-polars"),
     ...py,
   };
 }
 
-async function main(): Promise<void> {
-  // Our thread count: the wasm backend in Node runs XNNPACK on one thread.
-  let ourThreads = 1;
-  let wasmInfo: Record<string, unknown> = {};
+/** The wasm backend's thread count (XNNPACK runs one thread in Node) and features. */
+async function wasmInfo(): Promise<Record<string, unknown>> {
   try {
     const wasm = require("@tensorflow/tfjs-backend-wasm") as {
       getThreadsCount?: () => number;
     };
     await tf.setBackend("wasm");
     await tf.ready();
-    ourThreads = wasm.getThreadsCount?.() ?? 1;
-    wasmInfo = {
-      threads: ourThreads,
+    return {
+      threads: wasm.getThreadsCount?.() ?? 1,
       simd: await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT"),
       multithread: await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT"),
     };
   } catch (e) {
-    wasmInfo = { error: (e as Error).message };
+    return { error: (e as Error).message };
   }
-  const o = parseOptions(process.argv.slice(2), ourThreads);
+}
+
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv.slice(2));
+  const wasm = o.backend === "wasm" ? await wasmInfo() : {};
+  // tfjs runs where its backend does (wasm in Node: 1 thread); onnx at every count.
+  const tfjsThreads = num(wasm.threads) ?? 1;
+  const ourThreads = o.engine === "onnx" ? o.threads : o.threads.filter((t) => t === tfjsThreads);
   const base = o.quick ? QUICK : FULL;
   const r = o.repeats;
   const sizes: Sizes = r
@@ -872,7 +1066,16 @@ async function main(): Promise<void> {
   const work = new Work();
   const log = path.join(work.dir, "bench.log");
   progress(`work dir ${work.dir} (log: ${log})`);
-  const ctx: Ctx = { o, sizes, work, log, models: new Map(), py: [], finish: [] };
+  const ctx: Ctx = {
+    o,
+    sizes,
+    work,
+    log,
+    ourThreads,
+    models: new Map(),
+    py: [],
+    finish: [],
+  };
   const t0 = performance.now();
   try {
     for (const c of o.cases) {
@@ -881,18 +1084,16 @@ async function main(): Promise<void> {
       else if (c === "memory-8m") await memoryCase(ctx);
       else await prepareCase(ctx);
     }
-    progress(`PyTorch, ${o.threads} thread(s): ${ctx.py.length} case(s)`);
-    const torch = await python(ctx.py, o.threads, o, work.dir, log);
-    let alt: Map<string, Record<string, unknown>> | undefined;
-    if (o.alsoThreads) {
-      progress(`PyTorch, ${o.alsoThreads} thread(s): ${ctx.py.length} case(s)`);
-      // prepare does not use torch: one run of it is enough.
-      const threaded = ctx.py.filter((c) => c.kind !== "prepare");
-      alt = await python(threaded, o.alsoThreads, o, work.dir, log);
+    const torch: TorchRuns = new Map();
+    for (const [i, t] of o.threads.entries()) {
+      const cases = i === 0 ? ctx.py : ctx.py.filter((c) => !c.once);
+      progress(`PyTorch, ${t} thread(s): ${cases.length} case(s)`);
+      torch.set(t, await python(cases, t, o, work.dir, log));
     }
-    const reports = ctx.finish.map((f) => f(torch, alt));
+    const reports = ctx.finish.map((f) => f(torch));
     const rows = reports.flatMap((r) => r.rows);
     const cpus = os.cpus();
+    const versionsRun = torch.get(o.threads[0]!)!.get("versions")!;
     const meta = {
       date: started.toISOString(),
       quick: o.quick,
@@ -905,26 +1106,28 @@ async function main(): Promise<void> {
         loadAverageStart: load0.map((x) => Math.round(x * 100) / 100),
         loadAverageEnd: os.loadavg().map((x) => Math.round(x * 100) / 100),
       },
-      threads: { esmkit: ourThreads, torch: o.threads, torchAlt: o.alsoThreads || null },
-      esmkitBackend: { name: o.backend, ...wasmInfo },
-      versions: versionsOf(torch.get("versions")!),
-      torchVersionsError: err(torch.get("versions")),
+      engine: o.engine,
+      threads: { both: o.threads, esmkit: ourThreads },
+      esmkitBackend: { name: o.backend, ...wasm },
+      versions: versionsOf(versionsRun),
+      torchVersionsError: err(versionsRun),
       sizes,
       ratio:
         "esmkit / PyTorch at the same thread count (throughput: higher is better; times and memory: lower is better)",
     };
+    const engineText =
+      o.engine === "onnx"
+        ? `engine onnx (onnxruntime-node ${meta.versions.onnxruntimeNode ?? "?"}; weights and AdamW on tfjs ${tf.version_core} ${o.backend})`
+        : `engine tfjs ${tf.version_core} (${o.backend}, ${tfjsThreads} thread${tfjsThreads > 1 ? "s" : ""})`;
     const title =
       `esmkit vs PyTorch — ${meta.machine.cpu}, ${meta.machine.cores} cores, ${meta.date.slice(0, 10)}; ` +
-      `node ${process.version}, tfjs ${tf.version_core} (${o.backend}, ${ourThreads} thread${ourThreads > 1 ? "s" : ""}), ` +
+      `node ${process.version}, ${engineText}; ` +
       `torch ${meta.versions.torch ?? "?"}, transformers ${meta.versions.transformers ?? "?"}, peft ${meta.versions.peft ?? "?"}`;
+    const text = table(rows, o.threads);
     process.stdout.write(`\n${title}\n`);
     if (o.quick)
       process.stdout.write("QUICK sizes (smoke test): ratios are NOT the acceptance figures\n");
-    if (o.threads !== ourThreads)
-      process.stdout.write(
-        `note: PyTorch runs ${o.threads} threads, esmkit ${ourThreads}: not a same-threads comparison\n`,
-      );
-    process.stdout.write(`${table(rows, o, ourThreads)}\n`);
+    process.stdout.write(`${text}\n`);
     mkdirSync(o.out, { recursive: true });
     const day = meta.date.slice(0, 10);
     for (const r of reports)
@@ -934,15 +1137,13 @@ async function main(): Promise<void> {
       );
     writeFileSync(
       path.join(o.out, "latest.json"),
-      `${JSON.stringify({ ...meta, rows, cases: reports, table: table(rows, o, ourThreads) }, null, 2)}\n`,
+      `${JSON.stringify({ ...meta, rows, cases: reports, table: text }, null, 2)}\n`,
     );
     // The same table as Markdown, with machine, versions and date, for the README.
     writeFileSync(
       path.join(o.out, "latest.md"),
       `${title}\n\n${o.quick ? "QUICK sizes (smoke test): ratios are NOT the acceptance figures\n\n" : ""}` +
-        `${table(rows, o, ourThreads)
-          .replace("\nnotes:", "\n\nNotes:\n")
-          .replace(/\n {2}/g, "\n- ")}\n`,
+        `${text.replace("\nnotes:", "\n\nNotes:\n").replace(/\n {2}/g, "\n- ")}\n`,
     );
     process.stdout.write(
       `\nwrote ${path.relative(process.cwd(), o.out) || "."}/{${day}-<case>,latest}.json and latest.md in ${meta.wallSeconds} s\n`,

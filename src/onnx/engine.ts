@@ -264,7 +264,9 @@ export class OnnxEsmEngine {
         else_branch: { graph: fwd },
       });
       root.output(OUT.hidden, outs[0]!, "float", null);
-      gradNames.forEach((n, j) => root.output(`grad:${n}`, outs[j + 1]!, "float", null));
+      gradNames.forEach((n, j) => {
+        root.output(`grad:${n}`, outs[j + 1]!, "float", null);
+      });
       return root.build();
     });
   }
