@@ -11,7 +11,8 @@ import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../../src/backend";
 import { loadAdapter, saveAdapter } from "../../src/lora/adapter-io";
-import { applyLora } from "../../src/lora/lora";
+import { applyLora, type LoraModel } from "../../src/lora/lora";
+import type { Esm2Model } from "../../src/model/esm2";
 import { fromPretrained } from "../../src/model/pretrained";
 import { readSafetensors } from "../../src/model/safetensors";
 import { headGroupsFor, OnnxEsmEngine } from "../../src/onnx";
@@ -45,6 +46,26 @@ before(async () => {
 
 // ---- 2. gradients vs the tfjs step --------------------------------------------------------
 
+/** Plain and checkpointed engine steps vs the tfjs step on `lora` (dropout 0); frees everything. */
+function compareLoraStep(model: Esm2Model, lora: LoraModel, label: string): void {
+  lora.training = true;
+  const params = lora.trainableVariables();
+  const batch = microBatch(gradRows());
+  const opts = { classWeights: CLASS_WEIGHTS, lossScale: 0.5 };
+  const ref = lossAndGradients(model, params, batch, opts);
+  const engine = new OnnxEsmEngine(model, { lora });
+  for (const gradientCheckpointing of [false, true]) {
+    const got = engine.lossAndGradients(params, batch, { ...opts, gradientCheckpointing });
+    assertStepClose(got, ref, GRAD_TOLERANCE, `${label}, checkpointing ${gradientCheckpointing}`);
+    disposeResult(got);
+  }
+  disposeResult(ref);
+  disposeBatch(batch);
+  engine.dispose();
+  lora.dispose();
+  model.dispose();
+}
+
 test("LoRA (q, k, v, output.dense; dropout 0) gradients match tfjs, plain and checkpointed", async () => {
   const model = await loadTiny();
   const lora = applyLora(model, {
@@ -56,22 +77,7 @@ test("LoRA (q, k, v, output.dense; dropout 0) gradients match tfjs, plain and ch
   // "output.dense" matches both attention.output.dense and the FFN output.dense.
   assert.equal(lora.adapters.size, 5 * model.config.numHiddenLayers);
   randomiseLoraB(lora, 1);
-  lora.training = true;
-  const params = lora.trainableVariables();
-  const batch = microBatch(gradRows());
-  const opts = { classWeights: CLASS_WEIGHTS, lossScale: 0.5 };
-  const ref = lossAndGradients(model, params, batch, opts);
-  const engine = new OnnxEsmEngine(model, { lora });
-  for (const gradientCheckpointing of [false, true]) {
-    const got = engine.lossAndGradients(params, batch, { ...opts, gradientCheckpointing });
-    assertStepClose(got, ref, GRAD_TOLERANCE, `LoRA, checkpointing ${gradientCheckpointing}`);
-    disposeResult(got);
-  }
-  disposeResult(ref);
-  disposeBatch(batch);
-  engine.dispose();
-  lora.dispose();
-  model.dispose();
+  compareLoraStep(model, lora, "LoRA");
 });
 
 test("full fine-tuning (embeddings frozen) gradients match tfjs: Linear, LayerNorm, classifier", async () => {
@@ -337,22 +343,7 @@ test("LoRA on every dense layer (classifier.dense included; dropout 0) matches t
   const lora = applyLora(model, { rank: 4, alpha: 8, dropout: 0, targetModules: ["dense"] });
   assert.ok(lora.adapters.has("classifier.dense"));
   randomiseLoraB(lora, 4);
-  lora.training = true;
-  const params = lora.trainableVariables();
-  const batch = microBatch(gradRows());
-  const opts = { classWeights: CLASS_WEIGHTS, lossScale: 0.5 };
-  const ref = lossAndGradients(model, params, batch, opts);
-  const engine = new OnnxEsmEngine(model, { lora });
-  for (const gradientCheckpointing of [false, true]) {
-    const got = engine.lossAndGradients(params, batch, { ...opts, gradientCheckpointing });
-    assertStepClose(got, ref, GRAD_TOLERANCE, `LoRA dense, checkpointing ${gradientCheckpointing}`);
-    disposeResult(got);
-  }
-  disposeResult(ref);
-  disposeBatch(batch);
-  engine.dispose();
-  lora.dispose();
-  model.dispose();
+  compareLoraStep(model, lora, "LoRA dense");
 });
 
 test("LoRA dropout on classifier.dense: the mask has one row per sequence", async () => {
