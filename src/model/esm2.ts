@@ -138,7 +138,7 @@ interface LmHead {
 }
 
 /** Largest float32, negated: the additive mask value transformers uses. */
-const MASK_VALUE = -3.4028234663852886e38;
+export const MASK_VALUE = -3.4028234663852886e38;
 
 /** Sequence lengths above which per-head attention is used under "auto" (see `attend`). */
 const PER_HEAD_MIN_LENGTH = 256;

@@ -12,7 +12,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
-import type { Esm2Model } from "../model/esm2";
+import { type Esm2Model, MASK_VALUE } from "../model/esm2";
+import { checkLabels } from "../train/loss";
 import type { MicroBatch, StepOptions, StepResult } from "../train/step";
 import { SeededRandom } from "../util/random";
 import {
@@ -32,8 +33,6 @@ import {
 import { GraphBuilder } from "./graph";
 import { boolScalar, floatTensor, int32Tensor, OrtSession, type OrtTensor } from "./runtime";
 
-/** Largest float32, negated: the additive mask value transformers uses. */
-const MASK_VALUE = -3.4028234663852886e38;
 const LAYER_ALIAS = "layer.";
 
 export interface OnnxEngineOptions {
@@ -64,6 +63,7 @@ export class OnnxEsmEngine {
   private readonly sessions = new Map<string, OrtSession>();
   private readonly weightCache = new WeakMap<object, OrtTensor>();
   private readonly invFreq: Float32Array;
+  private vars: Map<string, tf.Variable> | undefined;
 
   constructor(
     readonly model: Esm2Model,
@@ -75,6 +75,7 @@ export class OnnxEsmEngine {
 
   /** Classification logits `[B, numLabels]` (row-major) for a batch; no gradients. */
   logits(batch: TokenBatch): Float32Array {
+    this.vars = undefined;
     const plan = this.plan(new Set(), false);
     const key = `forward:${signature(plan)}`;
     const session = this.session(key, () => {
@@ -98,6 +99,7 @@ export class OnnxEsmEngine {
     batch: MicroBatch,
     options: StepOptions = {},
   ): StepResult {
+    this.vars = undefined;
     const names = new Set(params.keys());
     if (names.has(EMBEDDING)) {
       throw new ConfigError(
@@ -315,12 +317,17 @@ export class OnnxEsmEngine {
     return s;
   }
 
-  /** Every tensor the model and its adapters hold, by graph input name. */
+  /**
+   * Every tensor the model and its adapters hold, by graph input name; built once per
+   * public call (adapters may be merged or added between calls).
+   */
   private variables(): Map<string, tf.Variable> {
-    const vars = this.model.namedVariables();
-    const lora = this.options.lora;
-    if (lora) for (const [k, v] of lora.trainableVariables()) vars.set(k, v);
-    return vars;
+    if (!this.vars) {
+      this.vars = this.model.namedVariables();
+      const lora = this.options.lora;
+      if (lora) for (const [k, v] of lora.trainableVariables()) this.vars.set(k, v);
+    }
+    return this.vars;
   }
 
   private shapeOf(key: string): number[] {
@@ -553,16 +560,10 @@ export function lossWeights(
   const n = labels.length;
   const out = new Float32Array(n * numClasses);
   let total = 0;
+  checkLabels(labels, numClasses, -100);
   for (let i = 0; i < n; i++) {
     const y = labels[i]!;
-    if (y === -100) continue;
-    if (!(Number.isInteger(y) && y >= 0 && y < numClasses)) {
-      throw new ConfigError(
-        `Label ${y} at index ${i} is invalid; expected an integer in 0..${numClasses - 1} or -100 (ignored)`,
-        { label: y, index: i },
-      );
-    }
-    total += classWeights ? classWeights[y]! : 1;
+    if (y !== -100) total += classWeights ? classWeights[y]! : 1;
   }
   if (total === 0) return { weights: out, empty: true };
   for (let i = 0; i < n; i++) {

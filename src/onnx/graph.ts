@@ -70,10 +70,6 @@ export class GraphBuilder {
     return name;
   }
 
-  hasInput(name: string): boolean {
-    return this.parent ? this.parent.hasInput(name) : this.inputNames.has(name);
-  }
-
   /** Marks `value` as a graph output called `name`. */
   output(name: string, value: string, dtype: DTypeName, shape: readonly Dim[] | null): void {
     if (value !== name) this.nodes.push(this.node("Identity", [value], [name]));

@@ -34,7 +34,6 @@ interface OrtModule {
     dims: readonly number[],
   ) => OrtTensor;
   binding: { InferenceSession: new () => NativeSession };
-  initOrt: () => void;
   version: string;
 }
 
@@ -52,13 +51,15 @@ export function loadOrt(): OrtModule | null {
     };
     // Warnings (e.g. about constant folding) are not the user's business.
     ort.env.logLevel = "error";
-    const b = req("onnxruntime-node/dist/binding") as Pick<OrtModule, "binding" | "initOrt">;
+    const b = req("onnxruntime-node/dist/binding") as Pick<OrtModule, "binding"> & {
+      initOrt: () => void;
+    };
     const version = (req("onnxruntime-node/package.json") as { version: string }).version;
     if (typeof b.binding?.InferenceSession !== "function" || typeof b.initOrt !== "function") {
       throw new Error(`onnxruntime-node ${version} has no synchronous native session`);
     }
     b.initOrt();
-    cached = { Tensor: ort.Tensor, binding: b.binding, initOrt: b.initOrt, version };
+    cached = { Tensor: ort.Tensor, binding: b.binding, version };
   } catch (e) {
     loadError = e instanceof Error ? e.message.split("\n")[0] : String(e);
     cached = null;

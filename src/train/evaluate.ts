@@ -43,19 +43,13 @@ export function evaluate(
     shuffle: false,
   })) {
     const { probs, loss, wsum } = tf.tidy(() => {
-      const ids = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], "int32");
-      const mask = tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLen], "int32");
-      const fromEngine = options.engine?.logits({
-        inputIds: batch.inputIds,
-        attentionMask: batch.attentionMask,
-        batchSize: batch.batchSize,
-        seqLen: batch.seqLen,
-      });
+      const shape: [number, number] = [batch.batchSize, batch.seqLen];
+      const fromEngine = options.engine?.logits(batch);
       const logits = fromEngine
         ? tf.tensor2d(fromEngine, [batch.batchSize, fromEngine.length / batch.batchSize])
         : forwardLogits(model, {
-            inputIds: ids,
-            attentionMask: mask,
+            inputIds: tf.tensor2d(batch.inputIds, shape, "int32"),
+            attentionMask: tf.tensor2d(batch.attentionMask, shape, "int32"),
             labels: tf.tensor1d([], "int32"),
           });
       const labels = tf.tensor1d(batch.labels, "int32");

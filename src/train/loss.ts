@@ -19,7 +19,12 @@ export interface CrossEntropyOptions {
   ignoreIndex?: number;
 }
 
-function checkLabels(labels: ArrayLike<number>, numClasses: number, ignoreIndex: number): void {
+/** Throws a DataError naming the first label that is neither a class index nor `ignoreIndex`. */
+export function checkLabels(
+  labels: ArrayLike<number>,
+  numClasses: number,
+  ignoreIndex: number,
+): void {
   for (let i = 0; i < labels.length; i++) {
     const y = labels[i]!;
     if (y === ignoreIndex) continue;
