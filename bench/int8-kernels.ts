@@ -4,7 +4,8 @@
  * backward (`dX = dY W^T`), and how far each lands from fp32.
  *
  *   node build/bench/int8-kernels.js [--threads 1] [--tokens 4800] [--arch 35m,150m,650m]
- *        [--repeats 5] [--outlier-scale 8] [--only NAME,...] [--no-backward] [--json FILE]
+ *        [--repeats 5] [--outlier-scale 8] [--only NAME,...] [--no-backward] [--runtime node|web]
+ *        [--json FILE]
  *
  * Shapes: X [tokens, K] against the three Linear shapes of an ESM-2 layer (K -> N): H -> H
  * (query, key, value, attention output), H -> 4H (intermediate) and 4H -> H (output), at
@@ -19,12 +20,14 @@
  * Time: median of `repeats` runs after one warm-up; the spread (min..max) beside it.
  *
  * Every graph is written with esmkit's own ONNX writer (src/onnx/proto.ts) and run by
- * onnxruntime-node's InferenceSession.
+ * onnxruntime-node's InferenceSession; `--runtime web` runs them on onnxruntime-web's
+ * wasm backend instead (the one transformers.js uses in browsers), to see which of them
+ * it supports.
  */
 import { writeFileSync } from "node:fs";
 import * as os from "node:os";
 import { parseArgs } from "node:util";
-import * as ort from "onnxruntime-node";
+import type * as OrtNode from "onnxruntime-node";
 import {
   DType,
   type DTypeName,
@@ -42,6 +45,9 @@ type Dt = DTypeName | "uint8" | "int8";
 const dt = (d: Dt) => d as DTypeName;
 
 const MS = "com.microsoft";
+
+/** onnxruntime-node, or onnxruntime-web (its wasm build, as transformers.js runs it) with --runtime web. */
+let ort: typeof OrtNode;
 
 interface Shape {
   arch: string;
@@ -208,12 +214,17 @@ interface Variant {
   what: string;
   /** Session graph optimization level (default "all", as the engine). */
   level?: "basic" | "all";
+  /**
+   * Weights stay as given instead of onnxruntime's pre-packed copies
+   * (`session.disable_prepacking`): what sharing one mapped copy across sessions needs.
+   */
+  noPrepack?: boolean;
   build(
     w: Float32Array,
     bias: Float32Array,
     K: number,
     N: number,
-  ): { graph: Graph; feeds?: Record<string, ort.Tensor> };
+  ): { graph: Graph; feeds?: Record<string, OrtNode.Tensor> };
 }
 
 const biasInit = (bias: Float32Array) => init("bias", "float", [bias.length], bias);
@@ -295,6 +306,18 @@ const VARIANTS: Variant[] = [
     }),
   },
   {
+    name: "fp32 MatMul+Add, no prepack",
+    what: "fp32 MatMul + Add, W an initializer, session.disable_prepacking = 1",
+    noPrepack: true,
+    build: (w, bias, K, N) => ({
+      graph: {
+        inputs: [],
+        inits: [init("w", "float", [K, N], w), biasInit(bias)],
+        nodes: [node("MatMul", ["x", "w"], ["xw"]), node("Add", ["xw", "bias"], ["y"])],
+      },
+    }),
+  },
+  {
     name: "DQL+MatMulInteger (unfused)",
     what: "DynamicQuantizeLinear + MatMulInteger (u8 x s8, per-column W scale) + Cast + Mul + Add, graph optimization 'basic' (no fusion)",
     level: "basic",
@@ -308,6 +331,21 @@ const VARIANTS: Variant[] = [
   {
     name: "DynamicQuantizeMatMul per-col",
     what: "com.microsoft DynamicQuantizeMatMul, s8 W with per-column scales, bias input",
+    build: (w, bias, K, N) => {
+      const { q, scale } = quantInt8(w, K, N, true);
+      return {
+        graph: {
+          inputs: [],
+          inits: [init("wq", "int8", [K, N], q), init("ws", "float", [N], scale), biasInit(bias)],
+          nodes: [node("DynamicQuantizeMatMul", ["x", "wq", "ws", "", "bias"], ["y"], {}, MS)],
+        },
+      };
+    },
+  },
+  {
+    name: "DynamicQuantizeMatMul per-col, no prepack",
+    what: "the same, session.disable_prepacking = 1",
+    noPrepack: true,
     build: (w, bias, K, N) => {
       const { q, scale } = quantInt8(w, K, N, true);
       return {
@@ -416,6 +454,7 @@ async function runVariant(
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: v.level ?? "all",
+    ...(v.noPrepack ? { extra: { session: { disable_prepacking: "1" } } } : {}),
   });
   const xt = new ort.Tensor("float32", x, [M, K]);
   let y = new Float32Array(0);
@@ -460,9 +499,14 @@ async function main(): Promise<void> {
       "outlier-scale": { type: "string", default: "8" },
       only: { type: "string" },
       "no-backward": { type: "boolean", default: false },
+      runtime: { type: "string", default: "node" },
       json: { type: "string" },
     },
   });
+  if (o.runtime !== "node" && o.runtime !== "web")
+    throw new Error(`--runtime expects node or web, got "${o.runtime}"`);
+  ort = require(o.runtime === "web" ? "onnxruntime-web" : "onnxruntime-node");
+  if (o.runtime === "web") ort.env.wasm.numThreads = Number(o.threads);
   const threads = Number(o.threads);
   const M = Number(o.tokens);
   const repeats = Number(o.repeats);
@@ -532,7 +576,8 @@ async function main(): Promise<void> {
           cpu: os.cpus()[0]?.model,
           cores: os.cpus().length,
           loadAverage: os.loadavg(),
-          onnxruntimeNode: require("onnxruntime-node/package.json").version,
+          runtime: o.runtime,
+          onnxruntime: (ort.env as { versions?: Record<string, string> }).versions,
           threads,
           tokens: M,
           repeats,

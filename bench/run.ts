@@ -38,23 +38,14 @@
  * the acceptance targets talk about, and its JSON goes to bench/results/quick/.
  */
 import { spawn } from "node:child_process";
-import {
-  createReadStream,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs-core";
-import { readCsv } from "../src/data/csv";
-import { EsmTokenizer } from "../src/tokenizer/esm-tokenizer";
 import { SeededRandom } from "../src/util/random";
 import type { BenchEngine, IdsFile, ProteinsFile } from "./esmkit-side";
+import { deeplocProteins } from "./proteins";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const MARK = "@@BENCH ";
@@ -400,25 +391,9 @@ class Work {
    * order, as token ids (a ProteinsFile for batches of `batch`).
    */
   async proteins(count: number, batch: number): Promise<{ file: string; lengths: number[] }> {
-    const csv = path.join(ROOT, "data", "deeploc-sample.csv");
-    const tok = new EsmTokenizer();
-    const sequences: number[][] = [];
-    let column = -1;
-    for await (const rec of readCsv(createReadStream(csv))) {
-      if (column < 0) {
-        column = rec.fields.indexOf("Sequence");
-        if (column < 0) throw new Error(`${csv} has no Sequence column`);
-        continue;
-      }
-      const seq = rec.fields[column] ?? "";
-      if (seq.length < 100 || seq.length > 512) continue;
-      sequences.push(tok.encode(seq));
-      if (sequences.length === count) break;
-    }
-    if (sequences.length < count)
-      throw new Error(`${csv} has only ${sequences.length} proteins of 100..512 residues`);
+    const { sequences, padId } = await deeplocProteins(count);
     const file = path.join(this.dir, `proteins-${count}-${batch}.json`);
-    const spec: ProteinsFile = { batch, sequences, padId: tok.padId };
+    const spec: ProteinsFile = { batch, sequences, padId };
     writeFileSync(file, JSON.stringify(spec));
     return { file, lengths: sequences.map((s) => s.length) };
   }
