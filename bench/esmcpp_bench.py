@@ -13,10 +13,12 @@ over all proteins), parity (how many proteins' last hidden states to save), hidd
 esm.cpp's facts, as read from the installed package (esm-cpp 0.2.1):
 - `Model.load_from_safetensors(path)` reads the Hub's EsmForMaskedLM key names: it needs
   every layer's `esm.encoder.layer.N.attention.self.rotary_embeddings.inv_freq` and the LM
-  head (`lm_head.dense.*`, `lm_head.layer_norm.*`, `lm_head.bias`; the decoder is tied to
-  the word embeddings, so there is no `lm_head.decoder.weight`). The classifier head of a
-  sequence-classification directory is not read: we drop it and add an LM head drawn
-  from a fixed seed, which esm.cpp computes after the encoder (33 outputs per token).
+  head (`lm_head.dense.*`, `lm_head.layer_norm.*`, `lm_head.bias`); a file without either
+  fails with "safetensors: missing tensor <name>". The decoder is tied to the word
+  embeddings: `lm_head.decoder.weight` is not needed (present, it is ignored). The
+  classifier head of a sequence-classification directory is not read: we drop it and add
+  an LM head drawn from a fixed seed, which esm.cpp computes after the encoder (33
+  outputs per token).
 - `forward_scheduled([ids, ...])` runs a list of variable-length sequences as packed
   forwards (sequences back to back along the token axis, per-sequence attention), split
   into length buckets when max(L) / mean(L) > 1.2; returns per-sequence logits

@@ -1,10 +1,13 @@
 /**
  * Length-sorted windows against input order, measured with today's onnx engine (issue 13,
  * item 1): the same proteins, batches of 16, run as they come and after sorting each window
- * of W proteins by length; logits are put back in input order and compared. From the
- * measured times a two-term model (time = a x computed tokens + b x attention work, least
- * squares over all runs) estimates what packing with per-sequence attention would take
- * (computed tokens = real tokens, attention work = sum of L^2), overheads of packing aside.
+ * of W proteins by length; logits are put back in input order and compared.
+ *
+ * Packing (sequences back to back, per-sequence attention) cannot run on today's engine,
+ * so its time is an estimate: the matmul FLOPs of each order (per layer 24 H^2 per computed
+ * token for the Linears, 4 H L per token for the attention scores and their product with
+ * V) scale the fastest measured order's time to the packed FLOPs, overheads of packing
+ * aside. The seconds per TFLOP of each order show whether time follows FLOPs.
  *
  *   node build/bench/sort-window.js [--arch esm2_t12_35M_UR50D] [--layers N] [--proteins 256]
  *        [--batch 16] [--windows 64,256] [--threads 1] [--rounds 3] [--json FILE]
@@ -51,6 +54,10 @@ async function main(): Promise<void> {
   const { sequences, padId } = await deeplocProteins(Number(v.proteins));
   const lengths = sequences.map((s) => s.length);
   const nl = config.numLabels;
+  const H = config.hiddenSize;
+  /** Matmul FLOPs of the encoder: Linears on every computed token, attention on L^2. */
+  const flops = (tokens: number, attention: number) =>
+    config.numHiddenLayers * (24 * H * H * tokens + 4 * H * attention);
   const orders = [0, ...v.windows!.split(",").map(Number)].map((w) => {
     const batches = proteinBatches(lengths, batch, w).map((idx) => {
       const L = Math.max(...idx.map((i) => lengths[i]!));
@@ -69,6 +76,7 @@ async function main(): Promise<void> {
       batches,
       tokens,
       attention,
+      flops: flops(tokens, attention),
       seconds: [] as number[],
       logits: new Float32Array(0),
     };
@@ -110,33 +118,20 @@ async function main(): Promise<void> {
   const maxDiff = orders.map((o) =>
     o.logits.reduce((m, x, i) => Math.max(m, Math.abs(x - ref[i]!)), 0),
   );
-  // time ~ a * tokens + b * attention, least squares over every run.
-  let sxx = 0;
-  let sxy = 0;
-  let syy = 0;
-  let sxt = 0;
-  let syt = 0;
-  for (const o of orders) {
-    for (const t of o.seconds) {
-      sxx += o.tokens * o.tokens;
-      sxy += o.tokens * o.attention;
-      syy += o.attention * o.attention;
-      sxt += o.tokens * t;
-      syt += o.attention * t;
-    }
-  }
-  const det = sxx * syy - sxy * sxy;
-  const a = (sxt * syy - syt * sxy) / det;
-  const b = (syt * sxx - sxt * sxy) / det;
   const real = lengths.reduce((s, x) => s + x, 0);
   const packedAttention = lengths.reduce((s, x) => s + x * x, 0);
-  const packedEstimate = a * real + b * packedAttention;
+  const packedFlops = flops(real, packedAttention);
   const base = median(orders[0]!.seconds);
+  // The fastest measured order, scaled to the packed FLOPs.
+  const best = orders.reduce((a, o) => (median(o.seconds) < median(a.seconds) ? o : a));
+  const packedEstimate = (median(best.seconds) * packedFlops) / best.flops;
   const rows = orders.map((o, i) => ({
     order: o.window ? `sorted in windows of ${o.window}` : "input order",
     computedTokens: o.tokens,
     paddingShare: (o.tokens - real) / o.tokens,
     attentionWork: o.attention,
+    tflops: o.flops / 1e12,
+    secondsPerTflop: median(o.seconds) / (o.flops / 1e12),
     seconds: o.seconds,
     medianSeconds: median(o.seconds),
     speedupVsInputOrder: base / median(o.seconds),
@@ -154,24 +149,23 @@ async function main(): Promise<void> {
     threads: Number(v.threads),
     realTokens: real,
     rows,
-    fit: {
-      secondsPerToken: a,
-      secondsPerAttentionUnit: b,
-      packedEstimate: {
-        computedTokens: real,
-        attentionWork: packedAttention,
-        seconds: packedEstimate,
-        speedupVsInputOrder: base / packedEstimate,
-      },
+    packedEstimate: {
+      method: `the fastest measured order (${best.window ? `windows of ${best.window}` : "input order"}) scaled by packed / its matmul FLOPs`,
+      computedTokens: real,
+      attentionWork: packedAttention,
+      tflops: packedFlops / 1e12,
+      seconds: packedEstimate,
+      speedupVsInputOrder: base / packedEstimate,
+      speedupVsBestSorted: median(best.seconds) / packedEstimate,
     },
   };
   for (const r of rows) {
     process.stdout.write(
-      `${r.order}: padding ${(100 * r.paddingShare).toFixed(1)} %, median ${r.medianSeconds.toFixed(2)} s (${Math.min(...r.seconds).toFixed(2)}..${Math.max(...r.seconds).toFixed(2)}), x${r.speedupVsInputOrder.toFixed(2)}, max |logit diff| ${r.maxLogitDiffVsInputOrder!.toExponential(1)}\n`,
+      `${r.order}: padding ${(100 * r.paddingShare).toFixed(1)} %, ${r.tflops.toFixed(2)} TFLOP, median ${r.medianSeconds.toFixed(2)} s (${Math.min(...r.seconds).toFixed(2)}..${Math.max(...r.seconds).toFixed(2)}), x${r.speedupVsInputOrder.toFixed(2)}, max |logit diff| ${r.maxLogitDiffVsInputOrder!.toExponential(1)}\n`,
     );
   }
   process.stdout.write(
-    `packed (estimate from the fit): ${packedEstimate.toFixed(2)} s, x${(base / packedEstimate).toFixed(2)}; fit: ${a.toExponential(2)} s/token + ${b.toExponential(2)} s per L^2 unit\n`,
+    `packed (estimate: ${result.packedEstimate.method}): ${(packedFlops / 1e12).toFixed(2)} TFLOP, ${packedEstimate.toFixed(2)} s, x${(base / packedEstimate).toFixed(2)} over input order, x${result.packedEstimate.speedupVsBestSorted.toFixed(2)} over that order\n`,
   );
   if (v.json) writeFileSync(v.json, `${JSON.stringify(result, null, 2)}\n`);
 }
