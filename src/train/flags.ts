@@ -5,6 +5,12 @@
  * whose table in docs/aws.md is checked against this one). A flag's camelCase name is
  * the `fineTune` option it sets (`--max-steps` -> `maxSteps`); the `lora*` flags fill
  * the `lora` option. Defaults come from the trainer's and LoRA's own defaults.
+ *
+ * Adding a train flag: one entry below. Its camelCase name must be a `FineTuneOptions`
+ * field of the same type (checked at compile time, under the table). It is also a
+ * hyperparameter unless `hyperparameter: false`; then regenerate the table in
+ * docs/aws.md from `hyperparameterTable()` and give it a sample value in
+ * test/cli/flags.test.ts (both are checked there).
  */
 import { BACKEND_NAMES } from "../backend";
 import { DEFAULT_LORA } from "../lora/lora";
