@@ -163,7 +163,7 @@ export function parseFlags<F extends FlagTable>(
   // A lenient pass finds unknown flags first, to name them with a suggestion.
   const loose = parseArgs({ args: argv, options, strict: false, tokens: true });
   for (const t of loose.tokens) {
-    if (t.kind === "option" && !(t.name in options)) {
+    if (t.kind === "option" && !Object.hasOwn(options, t.name)) {
       const near = closest(t.name, Object.keys(options));
       throw new FlagError(
         `Unknown option '${t.rawName}'${near ? ` (did you mean --${near}?)` : ""}${help}`,

@@ -102,6 +102,8 @@ test("unknown flags and commands exit 2, naming them, with a suggestion when one
   );
   await usageError(["prepare", "--bogus"], /Unknown option '--bogus'; see "esmkit prepare --help"/);
   await usageError(["kernel", "install", "-x"], /Unknown option '-x'/);
+  // Names of Object.prototype are not flags either.
+  await usageError(["train", "--constructor"], /Unknown option '--constructor'; see "esmkit/);
   await usageError(
     ["sagemaker", "deplyo"],
     /^esmkit sagemaker: unknown subcommand "deplyo" \(did you mean deploy\?\); expected one of: train, deploy, invoke, delete, transform, describe\n$/,
