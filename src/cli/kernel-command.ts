@@ -114,5 +114,8 @@ const uninstall = defineCommand({
 export const kernelCommand = defineGroup({
   name: "kernel",
   summary: "install, list or uninstall the esmkit Jupyter kernel (tslab)",
+  description: `
+The esmkit kernel is tslab running this esmkit: notebooks in any folder can
+require("esmkit") or import ... from "esmkit".`,
   commands: [install, list, uninstall],
 });
