@@ -92,7 +92,9 @@ async function main(): Promise<void> {
         seqLen: b.L,
       });
       // Back to input order.
-      b.idx.forEach((i, r) => logits.set(out.subarray(r * nl, (r + 1) * nl), i * nl));
+      b.idx.forEach((i, r) => {
+        logits.set(out.subarray(r * nl, (r + 1) * nl), i * nl);
+      });
     }
     o.seconds.push((performance.now() - t0) / 1000);
     o.logits = logits;
