@@ -73,11 +73,15 @@ def convert(model_dir: str, out: str) -> str:
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
+    path = os.path.join(out, "esmcpp.safetensors")
+    source = os.path.join(model_dir, "model.safetensors")
+    if os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(source):
+        return path  # converted by an earlier thread count of the same run
     with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     h, heads, layers = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_hidden_layers"]
     hd = h // heads
-    src = load_file(os.path.join(model_dir, "model.safetensors"))
+    src = load_file(source)
     t = {k: v for k, v in src.items() if not k.startswith("classifier.")}
     inv_freq = (1.0 / (10000.0 ** (np.arange(0, hd, 2, dtype=np.float32) / hd))).astype(np.float32)
     for i in range(layers):
@@ -89,7 +93,6 @@ def convert(model_dir: str, out: str) -> str:
     t["lm_head.layer_norm.bias"] = np.zeros(h, np.float32)
     t["lm_head.bias"] = np.zeros(cfg["vocab_size"], np.float32)
     os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "esmcpp.safetensors")
     save_file(t, path)
     return path
 
