@@ -6,7 +6,7 @@
  * a conversion recipe: unpickling runs arbitrary code, and the 3B and 15B ESM-2
  * repositories ship only those.
  */
-import { existsSync, promises as fsp, readFileSync, statSync } from "node:fs";
+import { existsSync, promises as fsp, readdirSync, readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { StorageError, WeightsError } from "../errors";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
@@ -66,8 +66,10 @@ function readJson(file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
+    const empty = text.trim() === "";
+    const cut = empty || /end of (JSON )?input/i.test((e as Error).message);
     throw new WeightsError(
-      `${file} is not valid JSON (${(e as Error).message})`,
+      `${file} is not valid JSON (${empty ? "it is empty" : (e as Error).message})${cut ? ": it is cut off, a sign of an interrupted save or copy" : ""}`,
       { file },
       { cause: e },
     );
@@ -90,16 +92,39 @@ function shardNames(indexFile: string): string[] {
   return names;
 }
 
+/** What a model directory must hold, for messages. */
+const ACCEPTED = `config.json plus ${WEIGHTS_NAME} (or ${WEIGHTS_INDEX_NAME} and every shard it lists)`;
+
+/** Leftovers of an interrupted write (`*.tmp-<pid>`, `*.incomplete`, `*.partial*`). */
+function leftovers(names: string[]): string[] {
+  return names.filter((n) => /\.tmp-[^/]*$|\.incomplete$|\.partial/.test(n));
+}
+
+function incomplete(dir: string, problem: string, names: string[]): WeightsError {
+  const left = leftovers(names);
+  const why = left.length
+    ? ` ${left.join(", ")} ${left.length === 1 ? "is the leftover" : "are leftovers"} of a write that was interrupted.`
+    : "";
+  return new WeightsError(
+    `${dir} is an incomplete model directory: ${problem}.${why} A model directory needs ${ACCEPTED}; save or copy the model again.`,
+    { dir, files: names, leftovers: left },
+  );
+}
+
 function localFiles(dir: string): CheckpointFiles {
+  const names = readdirSync(dir).sort();
   const config = path.join(dir, "config.json");
-  if (!existsSync(config)) {
-    throw new WeightsError(`${dir} has no config.json: not a Hugging Face model directory`, {
-      dir,
-    });
-  }
   const single = path.join(dir, WEIGHTS_NAME);
-  if (existsSync(single)) return { description: dir, config, weights: { single } };
   const index = path.join(dir, WEIGHTS_INDEX_NAME);
+  if (!existsSync(config)) {
+    if (existsSync(single) || existsSync(index) || leftovers(names).length > 0)
+      throw incomplete(dir, "it has no config.json", names);
+    throw new WeightsError(
+      `${dir} has no config.json: not a Hugging Face model directory (it holds ${names.length ? names.join(", ") : "nothing"}; a model directory needs ${ACCEPTED})`,
+      { dir, files: names },
+    );
+  }
+  if (existsSync(single)) return { description: dir, config, weights: { single } };
   if (existsSync(index)) {
     const shards = new Map<string, string>();
     for (const n of shardNames(index)) {
@@ -114,10 +139,12 @@ function localFiles(dir: string): CheckpointFiles {
     }
     return { description: dir, config, weights: { index, shards } };
   }
-  throw noSafetensors(
+  const pickles = PICKLE_NAMES.filter((n) => names.includes(n));
+  if (pickles.length > 0) throw noSafetensors(dir, pickles, dir);
+  throw incomplete(
     dir,
-    PICKLE_NAMES.filter((n) => existsSync(path.join(dir, n))),
-    dir,
+    `it has config.json but neither ${WEIGHTS_NAME} nor ${WEIGHTS_INDEX_NAME} (it holds ${names.join(", ")})`,
+    names,
   );
 }
 
@@ -212,6 +239,13 @@ export class CheckpointSource implements TensorSource {
       }
     } catch (e) {
       this.close();
+      if (e instanceof WeightsError && e.context.truncated) {
+        throw new WeightsError(
+          `${e.message}. The file is incomplete (an interrupted save, copy or download); esmkit needs the whole file: save, copy or download the model again.`,
+          e.context,
+          { cause: e },
+        );
+      }
       throw e;
     }
   }
