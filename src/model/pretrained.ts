@@ -43,6 +43,8 @@ export interface SavePretrainedOptions {
 export const WEIGHTS_NAME = "model.safetensors";
 export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";
 const PICKLE_NAMES = ["pytorch_model.bin", "pytorch_model.bin.index.json"];
+/** What ESM-2 Hub repos hold for their tokenizer (they have no tokenizer.json). */
+export const TOKENIZER_FILES = ["tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
 
 /** Where a checkpoint's files are on disk. */
 export interface CheckpointFiles {
@@ -151,19 +153,30 @@ function localFiles(dir: string): CheckpointFiles {
 async function hubFiles(repoId: string, s: HubSettings): Promise<CheckpointFiles> {
   const where = `${repoId} (revision "${s.revision}")`;
   const config = (await hubDownload(repoId, "config.json", {}, s))!;
-  // Cache first for both layouts, so a cached model costs no request at all.
-  let single = s.forceDownload ? undefined : cachedFile(s, repoId, WEIGHTS_NAME);
-  let index = s.forceDownload || single ? undefined : cachedFile(s, repoId, WEIGHTS_INDEX_NAME);
-  if (!single && !index) {
-    single = (await hubDownload(repoId, WEIGHTS_NAME, { optional: true }, s)) ?? undefined;
-    if (!single)
-      index = (await hubDownload(repoId, WEIGHTS_INDEX_NAME, { optional: true }, s)) ?? undefined;
+  // Cache first for both layouts, so a cached model costs no request at all (hubDownload
+  // still verifies the cached blob).
+  const get = async (f: string) =>
+    (await hubDownload(repoId, f, { optional: true }, s)) ?? undefined;
+  const inCache = (f: string) => !s.forceDownload && cachedFile(s, repoId, f) !== undefined;
+  let single: string | undefined;
+  let index: string | undefined;
+  if (inCache(WEIGHTS_NAME)) single = await get(WEIGHTS_NAME);
+  else if (inCache(WEIGHTS_INDEX_NAME)) index = await get(WEIGHTS_INDEX_NAME);
+  else {
+    single = await get(WEIGHTS_NAME);
+    if (!single) index = await get(WEIGHTS_INDEX_NAME);
   }
-  if (single) return { description: where, config, weights: { single } };
-  if (index) {
+  let weights: CheckpointFiles["weights"] | undefined;
+  if (single) weights = { single };
+  else if (index) {
     const shards = new Map<string, string>();
     for (const n of shardNames(index)) shards.set(n, (await hubDownload(repoId, n, {}, s))!);
-    return { description: where, config, weights: { index, shards } };
+    weights = { index, shards };
+  }
+  if (weights) {
+    // The tokenizer too, so the cache serves Python's AutoTokenizer offline as well.
+    for (const f of TOKENIZER_FILES) await hubDownload(repoId, f, { optional: true }, s);
+    return { description: where, config, weights };
   }
   const found: string[] = [];
   for (const n of PICKLE_NAMES) if (await hubFileExists(repoId, n, s)) found.push(n);
