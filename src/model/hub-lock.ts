@@ -119,7 +119,7 @@ function staleReason(
   return undefined;
 }
 
-/** Move the stale lock (inode `ino`) away; true when it was that one. */
+/** Move the stale lock (inode `ino`) away, putting back a fresher one moved by mistake. */
 async function takeOver(lockPath: string, ino: number, me: LockOwner): Promise<void> {
   const aside = `${lockPath}.stale-${me.token}`;
   try {
@@ -152,13 +152,13 @@ export async function acquireLock(lockPath: string, wait: LockWait): Promise<Hel
   let lastChange = Date.now();
   let pollMs = 25;
   for (;;) {
-    if (await tryCreate(lockPath, me)) return hold(lockPath, me);
     let st: Awaited<ReturnType<typeof fsp.stat>>;
     try {
       st = await fsp.stat(lockPath);
     } catch (e) {
-      if (code(e) === "ENOENT") continue; // released meanwhile: try again
-      throw e;
+      if (code(e) !== "ENOENT") throw e;
+      if (await tryCreate(lockPath, me)) return hold(lockPath, me);
+      continue; // someone else was quicker: look at their lock
     }
     const owner = await readOwner(lockPath);
     if (await wait.done()) return null;

@@ -3,8 +3,9 @@
  * huggingface.co: `resolve` URLs answer HEAD with X-Repo-Commit and ETag, LFS files
  * redirect to a CDN on another origin with X-Linked-Etag (sha256) and X-Linked-Size,
  * the CDN honours Range, missing files get 404 EntryNotFound, unknown or private repos
- * 401 RepoNotFound. `dripMs` makes every body arrive slowly, so concurrent downloaders
- * (threads, processes) overlap.
+ * 401 RepoNotFound. For the race tests, `dripMs` makes every body arrive slowly and
+ * `gate` holds each download until that many clients have asked for the file (HEAD), so
+ * concurrent downloaders (threads, processes) surely overlap.
  */
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
@@ -113,6 +114,10 @@ const seen: Seen[] = [];
 let cutAfter = Number.POSITIVE_INFINITY;
 /** Delay between the four parts of every response body (0: all at once). */
 let dripMs = 0;
+/** Hold a file's download until this many HEADs for it came (at most 5 s); 0: off. */
+let gate = 0;
+/** HEADs per file contents (sha256): repos share files, e.g. model.safetensors. */
+const heads = new Map<string, number>();
 let hub: Server;
 let cdn: Server;
 let hubUrl = "";
@@ -143,6 +148,7 @@ function serveHub(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(404, { ...common, "x-error-code": "EntryNotFound" }).end();
     return;
   }
+  if (req.method === "HEAD") heads.set(file.sha256, (heads.get(file.sha256) ?? 0) + 1);
   if (file.lfs) {
     res
       .writeHead(302, {
@@ -158,10 +164,14 @@ function serveHub(req: IncomingMessage, res: ServerResponse): void {
   const etag = `"${createHash("sha1").update(file.body).digest("hex")}"`;
   res.writeHead(200, { ...common, etag, "content-length": String(file.body.length) });
   if (req.method === "HEAD") res.end();
-  else send(res, file.body);
+  else send(res, file, file.body);
 }
 
-function send(res: ServerResponse, body: Buffer): void {
+function send(res: ServerResponse, file: HubFile, body: Buffer, until = Date.now() + 5000): void {
+  if (gate > 0 && (heads.get(file.sha256) ?? 0) < gate && Date.now() < until) {
+    setTimeout(() => send(res, file, body, until), 20);
+    return;
+  }
   if (dripMs <= 0) {
     res.end(body);
     return;
@@ -205,7 +215,7 @@ function serveCdn(req: IncomingMessage, res: ServerResponse): void {
     res.write(body.subarray(0, n), () => setTimeout(() => res.destroy(), 200));
     return;
   }
-  send(res, body);
+  send(res, file, body);
 }
 
 async function listen(server: Server): Promise<string> {
@@ -229,6 +239,8 @@ beforeEach(() => {
   seen.length = 0;
   cutAfter = Number.POSITIVE_INFINITY;
   dripMs = 0;
+  gate = 0;
+  heads.clear();
 });
 
 let cacheCount = 0;
@@ -498,6 +510,7 @@ function leftovers(cache: string, repo: string): string[] {
 test("two worker threads on a cold cache download each file once and both succeed", async () => {
   const o = fresh();
   dripMs = 40;
+  gate = 2;
   const results = await Promise.all([
     inWorker("test-org/esm", o.env!),
     inWorker("test-org/esm", o.env!),
@@ -513,6 +526,7 @@ test("two worker threads on a cold cache download each file once and both succee
 test("two processes on a cold cache download each file once and both succeed", async () => {
   const o = fresh();
   dripMs = 40;
+  gate = 2;
   const results = await Promise.all([
     inProcess("test-org/esm", o.env!),
     inProcess("test-org/esm", o.env!),
