@@ -174,8 +174,10 @@ async function hubFiles(repoId: string, s: HubSettings): Promise<CheckpointFiles
     weights = { index, shards };
   }
   if (weights) {
-    // The tokenizer too, so the cache serves Python's AutoTokenizer offline as well.
-    for (const f of TOKENIZER_FILES) await hubDownload(repoId, f, { optional: true }, s);
+    // The tokenizer too, so the cache serves Python's AutoTokenizer offline as well
+    // (offline, a cache filled before without them still loads).
+    if (!s.offline)
+      for (const f of TOKENIZER_FILES) await hubDownload(repoId, f, { optional: true }, s);
     return { description: where, config, weights };
   }
   const found: string[] = [];

@@ -305,6 +305,11 @@ test("HF_HUB_OFFLINE uses the cache only, and says clearly when a file is absent
   seen.length = 0;
   const offline = { ...o, env: { ...o.env, HF_HUB_OFFLINE: "1" } };
   logits(await fromPretrained("test-org/tiny", offline));
+  // A cache filled without the tokenizer files (older esmkit) still loads offline.
+  const repoDir = path.join(o.cache, "models--test-org--tiny");
+  rmSync(path.join(repoDir, "snapshots", COMMIT, "vocab.txt"));
+  rmSync(path.join(repoDir, ".no_exist"), { recursive: true, force: true });
+  logits(await fromPretrained("test-org/tiny", offline));
   await assert.rejects(fromPretrained("test-org/sharded", offline), (e: unknown) => {
     assert.ok(e instanceof StorageError);
     assert.match(
