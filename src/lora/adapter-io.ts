@@ -105,8 +105,7 @@ export function readAdapterConfig(dir: string): { config: LoraConfig; baseModel:
     dropout: (raw.lora_dropout as number) ?? 0,
     targetModules: targets as string[] | string,
     bias: "none",
-    // PeftModelForSequenceClassification adds "classifier" and "score" to whatever is given.
-    modulesToSave: [...new Set([...((modules as string[] | null) ?? []), "classifier", "score"])],
+    modulesToSave: (modules as string[] | null) ?? [], // + classifier, score (SEQ_CLS)
     excludeModules: exclude as string[] | string | null,
   });
   const base = typeof raw.base_model_name_or_path === "string" ? raw.base_model_name_or_path : null;

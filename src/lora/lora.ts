@@ -46,7 +46,10 @@ export interface LoraConfig {
   targetModules: string[] | string;
   /** Only "none" is supported (biases stay frozen). */
   bias: "none";
-  /** Modules trained fully and saved with the adapter (default ["classifier"]); never adapted. */
+  /**
+   * Modules trained fully and saved with the adapter, never adapted. "classifier" and
+   * "score" are always added, as PEFT's sequence-classification model does.
+   */
   modulesToSave: string[];
   /** Modules never adapted, matched like `targetModules` (PEFT's `exclude_modules`); default none. */
   excludeModules?: string[] | string | null;
@@ -58,8 +61,11 @@ export const DEFAULT_LORA: LoraConfig = {
   dropout: 0.05,
   targetModules: ["query", "key", "value"],
   bias: "none",
-  modulesToSave: ["classifier"],
+  modulesToSave: ["classifier", "score"],
 };
+
+/** What PeftModelForSequenceClassification adds to any `modules_to_save`. */
+const SEQ_CLS_MODULES = ["classifier", "score"];
 
 export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
   const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
@@ -76,6 +82,9 @@ export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig
   if (Array.isArray(c.targetModules) ? c.targetModules.length === 0 : c.targetModules === "") {
     throw bad("targetModules", c.targetModules, "at least one module name or a regular expression");
   }
+  if (!Array.isArray(c.modulesToSave) || !c.modulesToSave.every((m) => typeof m === "string"))
+    throw bad("modulesToSave", c.modulesToSave, "a list of module names");
+  c.modulesToSave = [...new Set([...c.modulesToSave, ...SEQ_CLS_MODULES])];
   return c;
 }
 

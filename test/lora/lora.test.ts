@@ -96,6 +96,11 @@ test("PEFT's exclusions come first: modules_to_save (regex, whole dotted names),
   assert.deepEqual(matchedModules(toyModel(), ["dense"]), [
     "esm.encoder.layer.0.attention.output.dense",
   ]);
+  // As PeftModelForSequenceClassification: the classifier is always in modules_to_save.
+  const lora = applyLora(toyModel(), { targetModules: ["dense"], modulesToSave: [] });
+  assert.deepEqual(lora.config.modulesToSave, ["classifier", "score"]);
+  assert.deepEqual([...lora.adapters.keys()], ["esm.encoder.layer.0.attention.output.dense"]);
+  lora.dispose();
 });
 
 test("modules_to_save wraps the outermost module whose name ends with an entry (PEFT's _set_trainable)", () => {
