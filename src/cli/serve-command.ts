@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { ConfigError } from "../errors";
-import { SERVER_DEFAULTS } from "../serve/config";
+import { resolveServerConfig, SERVER_DEFAULTS, type ServerLimits } from "../serve/config";
 import { loadPredictor } from "../serve/predictor";
 import { TOO_LONG_POLICIES, type TooLongPolicy } from "../serve/sequences";
 import { createServer, DEFAULT_GRACE_MS } from "../serve/server";
@@ -29,6 +29,16 @@ GET /ping, POST /invocations, GET /execution-parameters.
 Batch Transform (SAGEMAKER_BATCH=true) raises the defaults of --max-sequences to
 ${SERVER_DEFAULTS.batchMaxSequencesPerRequest}, --timeout-ms to ${SERVER_DEFAULTS.batchTimeoutMs} and --max-queue to hold full requests.
 `;
+
+/** The flag behind each ServerLimits field, for messages. */
+const FLAG_OF: Record<string, string> = {
+  maxBatchSize: "--max-batch-size",
+  maxWaitMs: "--max-wait-ms",
+  maxQueue: "--max-queue",
+  timeoutMs: "--timeout-ms",
+  maxSequencesPerRequest: "--max-sequences",
+  maxPayloadBytes: "--max-payload-mb (in bytes)",
+};
 
 function portFrom(flag: string | undefined, env: string | undefined): number {
   const fromFlag = numberFlag("port", flag);
@@ -76,13 +86,11 @@ export const serveCommand: Command = {
     }
     const payloadMb = numberFlag("max-payload-mb", v["max-payload-mb"], "float");
     const graceMs = numberFlag("grace-ms", v["grace-ms"]) ?? DEFAULT_GRACE_MS;
+    if (graceMs < 0) throw new ConfigError(`--grace-ms must be >= 0, got ${graceMs}`, { graceMs });
     const port = portFrom(v.port, process.env.SAGEMAKER_BIND_TO_PORT);
     const host = v.host ?? "127.0.0.1";
     const modelDir = v.model ?? "/opt/ml/model";
-
-    const predictor = await loadPredictor(modelDir);
-    const server = createServer({
-      predictor,
+    const limits: ServerLimits = {
       maxBatchSize: numberFlag("max-batch-size", v["max-batch-size"]),
       maxWaitMs: numberFlag("max-wait-ms", v["max-wait-ms"], "float"),
       maxQueue: numberFlag("max-queue", v["max-queue"]),
@@ -90,26 +98,48 @@ export const serveCommand: Command = {
       maxSequencesPerRequest: numberFlag("max-sequences", v["max-sequences"]),
       maxPayloadBytes: payloadMb === undefined ? undefined : Math.floor(payloadMb * 1024 * 1024),
       tooLong: tooLong as TooLongPolicy | undefined,
-      log: v.quiet ? false : undefined,
-    });
-    const shutdown = waitForShutdownSignal();
-    const address = await server.listen(port, host);
-    const c = server.config;
-    const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    process.stderr.write(
-      `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
-        `labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
-        `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
-        `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
-        `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,
-    );
-    const signal = await shutdown;
-    process.stderr.write(`esmkit serve: ${signal}: draining (up to ${graceMs} ms)\n`);
-    const t0 = Date.now();
-    await server.close(graceMs);
-    await predictor.dispose?.();
-    process.stderr.write(`esmkit serve: stopped after ${Date.now() - t0} ms\n`);
-    // Whatever the model left running (worker threads) must not keep the process up.
+    };
+    // Every flag and SAGEMAKER_* value is checked before the model loads (which takes
+    // time and starts worker threads).
+    try {
+      resolveServerConfig(limits);
+    } catch (e) {
+      const flag = e instanceof ConfigError ? FLAG_OF[e.context.name as string] : undefined;
+      if (!flag) throw e;
+      throw new ConfigError(
+        (e as Error).message.replace(/^\w+/, flag),
+        (e as ConfigError).context,
+        {
+          cause: e,
+        },
+      );
+    }
+
+    const predictor = await loadPredictor(modelDir);
+    // From here on the worker threads keep the process alive: every way out of this
+    // block, a failed listen (EADDRINUSE) included, stops them.
+    try {
+      const server = createServer({ predictor, ...limits, log: v.quiet ? false : undefined });
+      const address = await server.listen(port, host);
+      const shutdown = waitForShutdownSignal();
+      const c = server.config;
+      const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
+      process.stderr.write(
+        `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
+          `labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
+          `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
+          `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
+          `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,
+      );
+      const signal = await shutdown;
+      process.stderr.write(`esmkit serve: ${signal}: draining (up to ${graceMs} ms)\n`);
+      const t0 = Date.now();
+      await server.close(graceMs);
+      process.stderr.write(`esmkit serve: stopped after ${Date.now() - t0} ms\n`);
+    } finally {
+      await predictor.dispose?.();
+    }
+    // Whatever the model left running must not keep the process up.
     setTimeout(() => process.exit(0), 1000).unref();
     return 0;
   },
