@@ -178,14 +178,24 @@ test("the real model in worker threads: a busy port ends the process, not a hang
 });
 
 test("invalid limits exit 2 before the model loads, naming the flag and the value", async () => {
-  const cases: [string[], RegExp][] = [
-    [["--max-batch-size", "0"], /--max-batch-size must be an integer >= 1, got 0/],
-    [["--timeout-ms", "0"], /--timeout-ms must be a number >= 1, got 0/],
+  const cases: [string[], RegExp, Record<string, string>?][] = [
+    [["--max-batch-size", "0"], /--max-batch-size expects an integer >= 1, got "0"/],
+    [["--timeout-ms", "0"], /--timeout-ms expects an integer >= 1, got "0"/],
     [["--max-queue", "4", "--max-sequences", "8"], /maxQueue \(4\) must be at least/],
-    [["--too-long", "clip"], /--too-long expects one of truncate, reject, got "clip"/],
+    [["--too-long", "clip"], /--too-long .*"clip"/],
+    [
+      [],
+      /SAGEMAKER_MAX_PAYLOAD_IN_MB="lots" is not valid/,
+      { SAGEMAKER_MAX_PAYLOAD_IN_MB: "lots" },
+    ],
+    [
+      [],
+      /SAGEMAKER_MAX_CONCURRENT_TRANSFORMS="0" is not valid/,
+      { SAGEMAKER_MAX_CONCURRENT_TRANSFORMS: "0" },
+    ],
   ];
-  for (const [flags, message] of cases) {
-    const r = await runToExit(CHILD, ["--model", "m", "--port", "0", ...flags], 20_000);
+  for (const [flags, message, env] of cases) {
+    const r = await runToExit(CHILD, ["--model", "m", "--port", "0", ...flags], 20_000, env);
     assert.equal(r.signal, null, `${flags.join(" ")}: hung\n${r.err}`);
     assert.equal(r.code, 2, `${flags.join(" ")}: ${r.err}`);
     assert.match(r.err, message);
