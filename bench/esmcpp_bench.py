@@ -131,7 +131,7 @@ def run(p: dict) -> dict:
             }
             file = f"{p['hiddenOut']}-{mode}.npz"
             np.savez(file, **hidden)
-            out[f"{mode}Hidden"] = file
+            out[f"{mode}Hidden"] = os.path.basename(file)
         for batch in batches[: int(p["warmup"])]:
             model.forward_scheduled(batch)
         seconds, cpu = [], []
