@@ -148,6 +148,11 @@ export const HYPERPARAMETERS: Readonly<Record<string, Spec>> = {
     },
   },
   threads: { kind: int(1), doc: "onnxruntime threads (all cores)", apply: set("threads") },
+  overwrite: {
+    kind: { type: "bool" },
+    doc: "replace checkpoints of another run found in /opt/ml/checkpoints instead of failing the job (false); this run's own checkpoints are always resumed",
+    apply: set("overwrite"),
+  },
 };
 
 function editDistance(a: string, b: string): number {

@@ -78,6 +78,7 @@ export const demoCommand: Command = {
     const result = await fineTune({
       data: path.join(out, "data"),
       out: path.join(out, "run"),
+      overwrite: true, // each demo run starts afresh, as its prepare step does
       model,
       randomIfUnavailable: true,
       lora: { rank: 8, alpha: 16, dropout: 0.05, targetModules: ["query", "key", "value"] },
