@@ -10,6 +10,7 @@
  * never write one s3:// output at once. (Runs on other machines are not excluded.)
  */
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, rmdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -47,6 +48,8 @@ export interface StagedFineTuneOptions extends FineTuneOptions {
 /** fineTune where `data`, `model` and `out` may also be s3:// prefixes. */
 export async function fineTuneStaged(options: StagedFineTuneOptions): Promise<FineTuneResult> {
   const remote = isS3Uri(options.out);
+  // A resume into a folder that does not exist: say so before the lock creates it.
+  if (!remote && !existsSync(options.out)) checkRunFolder(options.out, options);
   // Lock first, so a second run on the same output fails before downloading anything.
   const lock = remote
     ? acquireRunLock(stagingDir(options.out), `the local copy of ${options.out}`)

@@ -155,9 +155,11 @@ export function examplesFrom(
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   // Fail fast, before anything is loaded: another process on this folder, or a folder
   // that a new run (or a resume) cannot use. The identity is checked once it is known.
+  // A resume into a folder that does not exist: say so before the lock creates it.
+  if (!existsSync(options.out)) checkRunFolder(options.out, options);
   const lock = options.lock ?? acquireRunLock(options.out, "training output");
   try {
-    checkRunFolder(options.out, options);
+    checkRunFolder(options.out, options); // again, now that no other run can change it
     return await fineTuneLocked({ ...options, lock });
   } finally {
     if (!options.lock) lock.release();
