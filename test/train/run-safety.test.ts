@@ -56,8 +56,6 @@ const runArgs = (out: string, ...more: string[]) => [
   "4",
   "--save-steps",
   "2",
-  "--threads",
-  "1",
   ...more,
 ];
 
