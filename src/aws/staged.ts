@@ -48,8 +48,9 @@ export interface StagedFineTuneOptions extends FineTuneOptions {
 /** fineTune where `data`, `model` and `out` may also be s3:// prefixes. */
 export async function fineTuneStaged(options: StagedFineTuneOptions): Promise<FineTuneResult> {
   const remote = isS3Uri(options.out);
+  const created = !remote && !existsSync(options.out);
   // A resume into a folder that does not exist: say so before the lock creates it.
-  if (!remote && !existsSync(options.out)) checkRunFolder(options.out, options);
+  if (created) checkRunFolder(options.out, options);
   // Lock first, so a second run on the same output fails before downloading anything.
   const lock = remote
     ? acquireRunLock(stagingDir(options.out), `the local copy of ${options.out}`)
@@ -63,7 +64,9 @@ export async function fineTuneStaged(options: StagedFineTuneOptions): Promise<Fi
     );
   } finally {
     lock.release();
-    if (remote) await rmdir(lock.dir).catch(() => undefined); // may be in use again already
+    // The s3:// copy's folder, or a new --out the run wrote nothing to (it failed early);
+    // not empty (or in use again already): kept.
+    if (remote || created) await rmdir(lock.dir).catch(() => undefined);
   }
 }
 

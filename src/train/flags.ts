@@ -133,7 +133,7 @@ export const TRAIN_FLAGS = {
   resume: flag.bool("continue the run in --out from its latest checkpoint (same settings)", {
     hyperparameter: false,
   }),
-  overwrite: flag.bool("replace the run --out holds (default: refuse such a folder)", {
+  overwrite: flag.bool("replace the run --out holds, instead of refusing that folder", {
     hyperparameter:
       "replace checkpoints of another run found in /opt/ml/checkpoints instead of failing the job (false); this run's own checkpoints are always resumed",
   }),

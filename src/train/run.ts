@@ -7,7 +7,7 @@
  * The output folder is locked for the whole job (run-lock.ts); `model/` and `adapter/`
  * are written under temporary names and renamed into place, `metrics.json` last.
  */
-import { existsSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { type BackendChoice, describeBackend, ensureBackend } from "../backend";
 import { loadPrepared } from "../data/frame";
@@ -155,14 +155,26 @@ export function examplesFrom(
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
   // Fail fast, before anything is loaded: another process on this folder, or a folder
   // that a new run (or a resume) cannot use. The identity is checked once it is known.
-  // A resume into a folder that does not exist: say so before the lock creates it.
-  if (!existsSync(options.out)) checkRunFolder(options.out, options);
+  const created = !existsSync(options.out);
+  if (created) checkRunFolder(options.out, options); // before the lock creates the folder
   const lock = options.lock ?? acquireRunLock(options.out, "training output");
   try {
     checkRunFolder(options.out, options); // again, now that no other run can change it
     return await fineTuneLocked({ ...options, lock });
   } finally {
-    if (!options.lock) lock.release();
+    if (!options.lock) {
+      lock.release();
+      // A run that failed before writing anything leaves no empty folder behind.
+      if (created) removeIfEmpty(options.out);
+    }
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty (the run wrote something), or already gone
   }
 }
 
