@@ -22,7 +22,12 @@ import {
   removeStaleTemporaries,
 } from "./checkpoint-io";
 import { truncateHistory } from "./history";
-import { describeDifferences, diffIdentity, type RunIdentity } from "./run-identity";
+import {
+  describeDifferences,
+  diffIdentity,
+  type RunIdentity,
+  SAFE_TO_CHANGE_ON_RESUME,
+} from "./run-identity";
 
 export const RUN_FILE = "run.json";
 export const HISTORY_FILE = "history.jsonl";
@@ -192,7 +197,7 @@ export function openRun(dir: string, options: OpenRunOptions): RunStart {
   const refuse = (problem: string): never => {
     throw new RunMismatchError(
       `Cannot resume in ${dir}: ${problem}\nResume with the settings the run was started with, or ${HOW_TO_START}. ` +
-        "May change on resume: max steps, epochs, save steps, save total limit, eval batch size, backend, engine, threads, workers, gradient checkpointing.",
+        `May change on resume: ${SAFE_TO_CHANGE_ON_RESUME.join(", ")}.`,
       { dir },
     );
   };

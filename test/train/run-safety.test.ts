@@ -183,6 +183,7 @@ test("a stale copy of a finished run: a new run is refused, then kill -9, resume
     other.stderr,
     /learning rate \(--learning-rate\): 0\.0005 in the folder's run, 0\.0001 now/,
   );
+  assert.match(other.stderr, /May change on resume: --max-steps, --epochs, /);
   // A shape change says which setting, not "unexpected error: shape of the new value".
   const rank = await esmkit(
     runArgs(out, "--resume", "--learning-rate", "5e-4", "--lora-rank", "4"),
@@ -391,4 +392,22 @@ test("leftover temporaries of dead processes are removed by the next run; a live
   assert.equal(prep.status, 0, prep.stderr);
   assert.ok(!existsSync(path.join(work, `.prepared.partial-${dead}-Ab12Cd`)));
   assert.ok(existsSync(path.join(work, `.prepared.partial-${live}-Ab12Cd`)));
+});
+
+test("what may change on resume is documented where users look: --help and the README", async () => {
+  const { SAFE_TO_CHANGE_ON_RESUME } = await import("../../src/train/run-identity");
+  const help = spawnSync(process.execPath, [CHILD, "train", "--help"], { encoding: "utf8" }).stdout;
+  const readme = readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
+  const reliability = readme.slice(
+    readme.indexOf("## Reliability"),
+    readme.indexOf("## Performance"),
+  );
+  const flat = (t: string) => t.replace(/\s+/g, " ");
+  for (const flag of SAFE_TO_CHANGE_ON_RESUME) {
+    assert.ok(
+      flat(help).includes(`${flag},`) || flat(help).includes(`${flag}.`),
+      `--help: ${flag}`,
+    );
+    assert.ok(reliability.includes(`\`${flag}\``), `README: ${flag}`);
+  }
 });
