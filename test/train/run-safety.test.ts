@@ -258,6 +258,21 @@ test("a resume after the final step trains nothing, writes no checkpoint, re-emi
   assert.deepEqual(checkpoints(out), ["checkpoint-4", "checkpoint-6"]);
 });
 
+test("checkpoints that record no identity (an older esmkit) are not resumed blindly", async () => {
+  const out = dir("unrecorded");
+  cpSync(reference, out, { recursive: true });
+  for (const c of checkpoints(out)) {
+    const file = path.join(out, "checkpoints", c, "manifest.json");
+    const manifest = JSON.parse(readFileSync(file, "utf8"));
+    delete manifest.state.identity;
+    writeFileSync(file, JSON.stringify(manifest));
+  }
+  const r = await esmkit(runArgs(out, "--resume", "--max-steps", "8"));
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /records no run settings \(made by an older esmkit or another tool\)/);
+  assert.deepEqual(stepsOf(out), [1, 2, 3, 4, 5, 6]);
+});
+
 test("--resume where there is nothing to resume fails clearly and creates nothing", async () => {
   const missing = dir("never-trained");
   const r = await esmkit(runArgs(missing, "--resume"));
