@@ -106,7 +106,10 @@ export class SafetensorsFile {
   private static parse(path: string, fd: number): SafetensorsFile {
     const size = fstatSync(fd).size;
     if (size < 8) {
-      fail(path, `truncated file: ${size} bytes, shorter than the 8-byte header length`);
+      fail(path, `truncated file: ${size} bytes, shorter than the 8-byte header length`, {
+        truncated: true,
+        size,
+      });
     }
     const lenBuf = Buffer.alloc(8);
     readSync(fd, lenBuf, 0, 8, 0);
@@ -121,10 +124,7 @@ export class SafetensorsFile {
       fail(
         path,
         `truncated file: the header needs ${8 + headerLen} bytes but the file has ${size}`,
-        {
-          headerLen,
-          size,
-        },
+        { headerLen, size, truncated: true },
       );
     }
     const headerBuf = Buffer.alloc(headerLen);
@@ -181,7 +181,7 @@ export class SafetensorsFile {
         fail(
           path,
           `truncated file: tensor "${name}" ends at byte ${end} but the file has ${size} bytes (data_offsets ${JSON.stringify(off)} past the end)`,
-          { tensor: name, size, end },
+          { tensor: name, size, end, truncated: true },
         );
       }
       tensors.set(name, { dtype, shape: shape as number[], begin, end });

@@ -271,6 +271,7 @@ async function fineTuneLocked(
         `LoRA r=${lora.config.rank} alpha=${lora.config.alpha} on ${lora.adapters.size} layers: ` +
           `${r.trainable.toLocaleString("en")} trainable of ${r.total.toLocaleString("en")} parameters (${r.percent.toFixed(2)} %)`,
       );
+      for (const e of lora.excluded) say(`LoRA target ${e.name} skipped: ${e.reason}`);
     } else if (decision.name === "onnx" || backend.name === "wasm") {
       // wasm has no UnsortedSegmentSum kernel, which the embedding (gather) gradient
       // needs, and the onnx engine's backward pass stops below the first layer.
