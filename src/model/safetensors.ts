@@ -14,6 +14,7 @@
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { endianness } from "node:os";
 import { WeightsError } from "../errors";
+import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 
 export type SafetensorsDtype =
   | "F64"
@@ -306,7 +307,9 @@ export function writeSafetensors(
   const headerBytes = Buffer.from(json, "utf8");
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(headerBytes.length));
-  const tmp = `${path}.tmp-${process.pid}`;
+  removeDeadTemporariesOf(path);
+  const tmp = ownedTemporary(path);
+  const untrack = trackTemporary(tmp);
   const fd = openSync(tmp, "w");
   try {
     writeAll(fd, lenBuf);
@@ -331,10 +334,12 @@ export function writeSafetensors(
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
+    untrack();
     throw e;
   }
   closeSync(fd);
   renameSync(tmp, path);
+  untrack();
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {
