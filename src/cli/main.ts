@@ -6,6 +6,7 @@
 import { isEsmKitError } from "../errors";
 import { demoCommand } from "./demo-command";
 import { evaluateCommand } from "./evaluate-command";
+import { exportCommand } from "./export-command";
 import { kernelCommand } from "./kernel-command";
 import { predictCommand } from "./predict-command";
 import { prepareCommand } from "./prepare-command";
@@ -27,6 +28,7 @@ const COMMANDS: Record<string, Command> = {
   kernel: kernelCommand,
   predict: predictCommand,
   serve: serveCommand,
+  export: exportCommand,
   sagemaker: sagemakerCommand,
 };
 
