@@ -22,7 +22,7 @@ import { ensureBackend } from "../backend";
 import { ConfigError, StorageError, TokenizerError } from "../errors";
 import { openOutputDir } from "../io/storage";
 import { ADAPTER_CONFIG, loadAdapter, readAdapterConfig } from "../lora/adapter-io";
-import { esmConfigToJson } from "../model/config";
+import { esmConfigJsonText } from "../model/config";
 import type { Esm2Model } from "../model/esm2";
 import { hubDownload, isRepoId } from "../model/hub";
 import { fromPretrained } from "../model/pretrained";
@@ -245,8 +245,6 @@ export async function exportModel(options: ExportOptions): Promise<ExportResult>
     try {
       const dir = staged.localDir;
       await fsp.chmod(dir, 0o755); // a staging folder is private; the export is a site too
-      const config = esmConfigToJson(model.config);
-      if (task === "feature-extraction") config.architectures = ["EsmModel"];
       const jsConfig: Record<string, unknown> = {};
       // Without a quantized file, every device must load the float one (wasm defaults to q8).
       if (quantize === "none") jsConfig.dtype = "fp32";
@@ -258,8 +256,14 @@ export async function exportModel(options: ExportOptions): Promise<ExportResult>
           ]),
         );
       }
-      config["transformers.js_config"] = jsConfig;
-      await fsp.writeFile(path.join(dir, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
+      let configText = esmConfigJsonText({
+        ...model.config,
+        extra: { ...model.config.extra, "transformers.js_config": jsConfig },
+      });
+      if (task === "feature-extraction") {
+        configText = configText.replace('"EsmForSequenceClassification"', '"EsmModel"');
+      }
+      await fsp.writeFile(path.join(dir, "config.json"), configText);
       await tokenizer.save(dir);
       const restoreEos = { maxLength, clsId: tokenizer.clsId, eosId: tokenizer.eosId };
       progress(`writing onnx/model.onnx (float32${external ? ", external data" : ""})`);
