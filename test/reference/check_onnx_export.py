@@ -3,9 +3,10 @@
 (loaded from the export folder, truncating to its max length), and the result is
 compared with transformers' PyTorch model loaded from the original model directory.
 
-    python check_onnx_export.py EXPORT_DIR MODEL_DIR SEQUENCES_JSON
+    python check_onnx_export.py EXPORT_DIR MODEL_DIR SEQUENCES_JSON [EXPORT_DIR ...]
 
-Prints one JSON object: per ONNX file, the max |difference| in probabilities (or hidden
+(one or more triples, so one Python start checks several exports). Prints a JSON list,
+one object per triple: per ONNX file, the max |difference| in probabilities (or hidden
 states for feature-extraction) against PyTorch, label agreement and the input/output
 names and types the file declares.
 """
@@ -21,8 +22,7 @@ import torch
 from transformers import AutoTokenizer, EsmForSequenceClassification, EsmModel
 
 
-def main() -> None:
-    export_dir, model_dir, sequences_file = (Path(a) for a in sys.argv[1:4])
+def check(export_dir: Path, model_dir: Path, sequences_file: Path) -> dict:
     manifest = json.loads((export_dir / "esmkit-export.json").read_text())
     sequences = json.loads(sequences_file.read_text())
     task = manifest["task"]
@@ -75,7 +75,14 @@ def main() -> None:
                 want, got = np.where(m, want, 0), np.where(m, got, 0)
             result["max_abs_diff"] = max(result["max_abs_diff"], float(np.abs(want - got).max()))
         out["files"][name] = result
-    print(json.dumps(out))
+    return out
+
+
+def main() -> None:
+    args = [Path(a) for a in sys.argv[1:]]
+    if not args or len(args) % 3:
+        sys.exit("usage: check_onnx_export.py EXPORT_DIR MODEL_DIR SEQUENCES_JSON [...]")
+    print(json.dumps([check(*args[i : i + 3]) for i in range(0, len(args), 3)]))
 
 
 if __name__ == "__main__":
