@@ -364,6 +364,11 @@ test("esmkit export: exit 2 with the reason on bad usage, 0 with a summary on su
     assert.equal(code, 0, err.join(""));
     assert.match(err.join(""), /onnx\/model\.onnx .* MB/);
     assert.ok(existsSync(path.join(out, "onnx", "model_quantized.onnx")));
+    // --serve alone serves an existing export that has the page, and says why not.
+    assert.equal(await main(["export", "--out", tmp, "--serve"]), 2);
+    assert.match(err.join(""), /is not an esmkit export \(no esmkit-export\.json\)/);
+    assert.equal(await main(["export", "--out", out, "--serve"]), 2);
+    assert.match(err.join(""), /has no web page; export it with --web/);
   } finally {
     process.stderr.write = write;
   }
