@@ -19,12 +19,12 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { cp, mkdir, readdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { ConfigError, isEsmKitError } from "../errors";
+import { DEFAULT_BASE_MODEL } from "../train/flags";
 import { type FineTuneOptions, fineTune } from "../train/run";
 import type { TrainEvent } from "../train/trainer";
 import { parseHyperparameters } from "./hyperparameters";
 
 export const SAGEMAKER_ROOT_ENV = "ESMKIT_SM_ROOT";
-export const DEFAULT_BASE_MODEL = "facebook/esm2_t6_8M_UR50D";
 /** fineTune's output folder inside model/ while the job runs. */
 const WORK_DIR = ".esmkit-run";
 

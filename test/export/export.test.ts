@@ -349,8 +349,14 @@ test("esmkit export: exit 2 with the reason on bad usage, 0 with a summary on su
     assert.equal(await main(["export", "--model", path.join(MODEL_FIX, "tiny")]), 2);
     assert.match(err.join(""), /--out is required/);
     assert.equal(await main(["export", "--model", "x", "--out", out, "--task", "nope"]), 2);
-    assert.match(err.join(""), /task must be one of/);
+    assert.match(
+      err.join(""),
+      /--task .*"nope".*text-classification or feature-extraction|--task .*text-classification or feature-extraction.*"nope"/,
+    );
     assert.equal(await main(["export", "--out", out, "--port", "1"]), 2);
+    assert.match(err.join(""), /--model is required \(or --serve alone\)/);
+    assert.equal(await main(["export", "--model", "x", "--out", out, "--port", "1"]), 2);
+    assert.match(err.join(""), /--port needs --serve/);
     err.length = 0;
     const code = await main([
       "export",

@@ -183,7 +183,7 @@ test("--sequence is repeatable (ids seq1, seq2, ...); usage errors exit 2 or nam
   );
   await assert.rejects(
     predictCommand.run(["--model", "m", "--sequence", "A", "--too-long", "drop"]),
-    /--too-long expects one of truncate, reject, got "drop"/,
+    /--too-long expects truncate or reject, got "drop"/,
   );
   await assert.rejects(
     predictCommand.run(["--model", "m", "--sequence", "A", "--batch-size", "x"]),
