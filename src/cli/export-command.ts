@@ -95,6 +95,9 @@ with --web.`,
       log(
         `${manifest.task}, labels ${manifest.labels.join(", ")}, max length ${manifest.maxLength}: ${onnx} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       );
+      log(
+        `in Node: pipeline(${JSON.stringify(manifest.task)}, ${JSON.stringify(path.resolve(v.out))})`,
+      );
     }
     const manifest = readExportManifest(path.resolve(v.out));
     if (!v.serve) return 0;
