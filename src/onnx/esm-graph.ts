@@ -10,6 +10,10 @@
  * too: the additive attention mask `[B, 1, 1, L]`, the rotary cos/sin `[L, 1, hd]`,
  * the token-dropout row scale `[B, L, 1]`, LoRA dropout masks and the loss weights.
  *
+ * The export (src/export/) uses the same pieces for a self-contained model: its weights
+ * bound as initializers (GraphBuilder.bindInputs) and, with `tokenInputs`, int64 token
+ * inputs from which the graph computes those tables itself.
+ *
  * Backward formulas (row-major, N = B * L rows):
  *   Linear  y = x W + b:      dx = dy W^T, dW = x^T dy, db = colsum(dy)
  *   LoRA    y += s (m*x) A B: dB = s (m x A)^T dy, dA = s (m x)^T (dy B^T), dx += m * s dy B^T A^T
