@@ -1,8 +1,9 @@
 import { once } from "node:events";
-import { createWriteStream, type WriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { constants, createWriteStream, type WriteStream } from "node:fs";
+import { access, rename, rm, stat } from "node:fs/promises";
+import * as path from "node:path";
 import { readCsv } from "../data/csv";
-import { DataError } from "../errors";
+import { ConfigError, DataError } from "../errors";
 import { openRead, readText } from "../io/storage";
 import { parseFasta, quoteId } from "../serve/fasta";
 import { toPrediction } from "../serve/prediction";
@@ -38,7 +39,7 @@ async function* csvRecords(
   let idIdx = -1;
   let seqIdx = -1;
   let row = 0;
-  for await (const rec of readCsv(input.stream)) {
+  for await (const rec of readCsv(input.stream, { name: input.displayName })) {
     if (!header) {
       header = rec.fields;
       const found = header.map((h) => JSON.stringify(h)).join(", ");
@@ -124,6 +125,26 @@ function openOutput(out: string | undefined): Output {
       await rm(partial, { force: true });
     },
   };
+}
+
+/**
+ * Fail before the model loads when --out cannot be written: its folder must exist
+ * (it is not created, so a typo does not make folders) and be writable, and --out
+ * must not be a folder.
+ */
+async function checkOutputFile(out: string): Promise<void> {
+  const dir = path.dirname(path.resolve(out));
+  const bad = (why: string) =>
+    new ConfigError(`--out ${JSON.stringify(out)}: ${why}`, { out, dir });
+  const info = await stat(dir).catch(() => undefined);
+  if (!info) throw bad(`the folder ${dir} does not exist; create it first`);
+  if (!info.isDirectory()) throw bad(`${dir} is not a folder`);
+  await access(dir, constants.W_OK).catch(() => {
+    throw bad(`the folder ${dir} is not writable`);
+  });
+  if ((await stat(out).catch(() => undefined))?.isDirectory()) {
+    throw bad("is a folder; give a file name");
+  }
 }
 
 interface PredictRunOptions {
@@ -242,6 +263,8 @@ JSON Lines rows: {"id", "label", "score", "probabilities": {label: p, ...},
 truncated, length (residues before truncation).`,
   async run(v) {
     const { format, "batch-size": batchSize, "too-long": tooLong } = v;
+    if (v.out !== undefined) await checkOutputFile(v.out);
+
     const started = Date.now();
     const predictor = await loadPredictor(v.model);
     const records = v.sequence

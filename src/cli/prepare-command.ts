@@ -75,7 +75,16 @@ export const prepareCommand = defineCommand({
       `balanced class weights: ${s.classWeights?.map((w) => w.toFixed(4)).join(", ") ?? "n/a (a class is missing from the training split)"}`,
       `wrote ${result.files.join(", ")} to ${result.out} in ${s.seconds}s`,
     ];
+    if (s.duplicateLabelConflicts.count > 0) {
+      lines.splice(
+        2,
+        0,
+        `duplicates with another label than the kept row: ${s.duplicateLabelConflicts.count} (first lines ${s.duplicateLabelConflicts.firstLines.slice(0, 5).join(", ")}; the first row's label was kept)`,
+      );
+    }
     if (!v.quiet) process.stderr.write(`${lines.join("\n")}\n`);
+    // Warnings are about the data, not progress: shown even with --quiet.
+    for (const w of s.warnings) process.stderr.write(`esmkit prepare: warning: ${w}\n`);
     return 0;
   },
 });

@@ -1,5 +1,5 @@
 import { ConfigError } from "../errors";
-import { SERVER_DEFAULTS } from "../serve/config";
+import { resolveServerConfig, SERVER_DEFAULTS, type ServerLimits } from "../serve/config";
 import { loadPredictor } from "../serve/predictor";
 import { TOO_LONG_POLICIES } from "../serve/sequences";
 import { createServer, DEFAULT_GRACE_MS } from "../serve/server";
@@ -73,9 +73,7 @@ ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-
     const { host, model: modelDir, "grace-ms": graceMs } = v;
     const payloadMb = v["max-payload-mb"];
 
-    const predictor = await loadPredictor(modelDir);
-    const server = createServer({
-      predictor,
+    const limits: ServerLimits = {
       maxBatchSize: v["max-batch-size"],
       maxWaitMs: v["max-wait-ms"],
       maxQueue: v["max-queue"],
@@ -83,26 +81,36 @@ ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-
       maxSequencesPerRequest: v["max-sequences"],
       maxPayloadBytes: payloadMb === undefined ? undefined : Math.floor(payloadMb * 1024 * 1024),
       tooLong: v["too-long"],
-      log: v.quiet ? false : undefined,
-    });
-    const shutdown = waitForShutdownSignal();
-    const address = await server.listen(port, host);
-    const c = server.config;
-    const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    process.stderr.write(
-      `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
-        `labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
-        `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
-        `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
-        `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,
-    );
-    const signal = await shutdown;
-    process.stderr.write(`esmkit serve: ${signal}: draining (up to ${graceMs} ms)\n`);
-    const t0 = Date.now();
-    await server.close(graceMs);
-    await predictor.dispose?.();
-    process.stderr.write(`esmkit serve: stopped after ${Date.now() - t0} ms\n`);
-    // Whatever the model left running (worker threads) must not keep the process up.
+    };
+    // The limits together and the SAGEMAKER_* values are checked before the model
+    // loads (which takes time and starts worker threads).
+    resolveServerConfig(limits);
+
+    const predictor = await loadPredictor(modelDir);
+    // From here on the worker threads keep the process alive: every way out of this
+    // block, a failed listen (EADDRINUSE) included, stops them.
+    try {
+      const server = createServer({ predictor, ...limits, log: v.quiet ? false : undefined });
+      const address = await server.listen(port, host);
+      const shutdown = waitForShutdownSignal();
+      const c = server.config;
+      const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
+      process.stderr.write(
+        `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
+          `labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
+          `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
+          `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
+          `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,
+      );
+      const signal = await shutdown;
+      process.stderr.write(`esmkit serve: ${signal}: draining (up to ${graceMs} ms)\n`);
+      const t0 = Date.now();
+      await server.close(graceMs);
+      process.stderr.write(`esmkit serve: stopped after ${Date.now() - t0} ms\n`);
+    } finally {
+      await predictor.dispose?.();
+    }
+    // Whatever the model left running must not keep the process up.
     setTimeout(() => process.exit(0), 1000).unref();
     return 0;
   },
