@@ -8,7 +8,9 @@
  *        input/config/resourceconfig.json    one host only
  *        input/data/train/                   prepared data (train.parquet, test.parquet)
  *        input/data/model/                   optional base model directory
- *        checkpoints/                        resumed from when it holds a checkpoint
+ *        checkpoints/                        resumed from when it holds a checkpoint of
+ *                                            this run (same settings; another run's
+ *                                            fails the job unless overwrite=true)
  *   out  model/                              merged HF model at the root (what `serve`
  *                                            loads), plus adapter/, metrics.json, history.jsonl
  *        output/data/                        metrics.json and history.jsonl (output.tar.gz)
@@ -205,7 +207,7 @@ export async function runTrainingContainer(
     const result = await fineTune({
       ...job.options,
       out: work,
-      resume: true,
+      resume: "auto",
       signal: options.signal,
       onMessage: say,
       onEvent: options.onEvent,

@@ -67,6 +67,7 @@ the Hugging Face Hub is reachable (or cached), else random weights, and says so.
     const result = await fineTune({
       data: path.join(out, "data"),
       out: path.join(out, "run"),
+      overwrite: true, // each demo run starts afresh, as its prepare step does
       model,
       randomIfUnavailable: true,
       lora: { rank: 8, alpha: 16, dropout: 0.05, targetModules: ["query", "key", "value"] },

@@ -12,7 +12,9 @@ export const evaluateCommand = defineCommand({
   summary: "metrics of a fine-tuned model on prepared data",
   description: `
 Evaluate a fine-tuned model (Hugging Face directory, or a PEFT adapter directory) on
-a prepared split: loss, accuracy, precision, recall, F1, MCC, ROC-AUC, confusion matrix.`,
+a prepared split: the unweighted loss (unweightedLoss: mean cross-entropy, every example
+counting once; training's metrics.json also has the class-weighted weightedLoss),
+accuracy, precision, recall, F1, MCC, ROC-AUC, confusion matrix.`,
   flags: {
     model: flag.string("fine-tuned model directory", { value: "DIR", required: true }),
     data: flag.string('output of "esmkit prepare"', { value: "DIR", required: true }),

@@ -10,6 +10,7 @@ import { toPrediction } from "../serve/prediction";
 import { loadPredictor, type Predictor } from "../serve/predictor";
 import { normaliseSequence, TOO_LONG_POLICIES, type TooLongPolicy } from "../serve/sequences";
 import { flag } from "../util/flags";
+import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 import { defineCommand } from "./command";
 
 interface InputRecord {
@@ -105,7 +106,9 @@ function openOutput(out: string | undefined): Output {
       async abort() {},
     };
   }
-  const partial = `${out}.partial-${process.pid}`;
+  removeDeadTemporariesOf(out);
+  const partial = ownedTemporary(out, "partial");
+  const untrack = trackTemporary(partial);
   const stream: WriteStream = createWriteStream(partial);
   const failed = once(stream, "error").then(([e]) => {
     throw e;
@@ -119,10 +122,12 @@ function openOutput(out: string | undefined): Output {
     async commit() {
       await Promise.race([close(), failed]);
       await rename(partial, out);
+      untrack();
     },
     async abort() {
       stream.destroy();
       await rm(partial, { force: true });
+      untrack();
     },
   };
 }

@@ -27,41 +27,67 @@ function trainEventPrinter(say: (m: string) => void, bar: ProgressLine) {
     }
     if (e.type === "eval") {
       const m = e.metrics;
+      const loss =
+        m.weightedLoss === undefined
+          ? `loss ${m.unweightedLoss.toFixed(4)}`
+          : `loss ${m.weightedLoss.toFixed(4)} (class-weighted; unweighted ${m.unweightedLoss.toFixed(4)})`;
       say(
-        `\neval epoch ${e.epoch}: loss ${m.loss.toFixed(4)} accuracy ${m.accuracy.toFixed(4)} f1 ${m.f1.toFixed(4)} mcc ${m.mcc.toFixed(4)} auc ${m.rocAuc?.toFixed(4)}`,
+        `\neval epoch ${e.epoch}: ${loss} accuracy ${m.accuracy.toFixed(4)} f1 ${m.f1.toFixed(4)} mcc ${m.mcc.toFixed(4)} auc ${m.rocAuc?.toFixed(4)}`,
       );
     }
     if (e.type === "end") bar.finish(`${e.step} steps`);
   };
 }
 
+const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+type StopSignal = keyof typeof SIGNAL_EXIT_CODES;
+
 /**
- * SageMaker container mode. SIGTERM (a stopped job, a spot interruption) stops after the
- * current step with a checkpoint in /opt/ml/checkpoints, which the next attempt resumes.
+ * SIGINT (Ctrl-C) and SIGTERM (kill, docker stop, a stopped SageMaker job, a spot
+ * interruption) alike: finish the current step, save a checkpoint and stop, then exit
+ * 130 / 143. A second signal exits at once (the lock and temporaries go on exit).
+ * Serves both the plain and the SageMaker container mode.
  */
-async function runContainer(say: (m: string) => void, quiet: boolean | undefined) {
+function stopOnSignals() {
   const controller = new AbortController();
-  const stop = (signal: string) => () => {
-    if (controller.signal.aborted) process.exit(signal === "SIGTERM" ? 143 : 130);
-    say(`\n${signal}: finishing this step and saving a checkpoint`);
+  let received: StopSignal | undefined;
+  const handler = (signal: StopSignal) => {
+    if (received) process.exit(SIGNAL_EXIT_CODES[signal]);
+    received = signal;
+    const name = signal === "SIGINT" ? "interrupt (SIGINT)" : signal;
+    process.stderr.write(
+      `\n${name}: finishing this step and saving a checkpoint (${signal === "SIGINT" ? "Ctrl-C" : "SIGTERM"} again to quit now)\n`,
+    );
     controller.abort();
   };
-  const onTerm = stop("SIGTERM");
-  const onInt = stop("SIGINT");
-  process.on("SIGTERM", onTerm);
-  process.on("SIGINT", onInt);
+  for (const s of Object.keys(SIGNAL_EXIT_CODES)) process.on(s, handler);
+  return {
+    signal: controller.signal,
+    /** The exit code of a run stopped by a signal. */
+    exitCode: () => SIGNAL_EXIT_CODES[received ?? "SIGINT"],
+    dispose: () => {
+      for (const s of Object.keys(SIGNAL_EXIT_CODES)) process.off(s, handler);
+    },
+  };
+}
+
+/**
+ * SageMaker container mode. A signal stops after the current step with a checkpoint in
+ * /opt/ml/checkpoints, which the next attempt resumes.
+ */
+async function runContainer(say: (m: string) => void, quiet: boolean | undefined) {
+  const stop = stopOnSignals();
   try {
     const result = await runTrainingContainer({
       onMessage: say,
       onEvent: trainEventPrinter(say, progressLine("training", { quiet })),
-      signal: controller.signal,
+      signal: stop.signal,
     });
     if (result.failure) process.stderr.write(`esmkit train: ${result.failure}\n`);
     else if (result.files) say(`wrote ${result.files.join(", ")} in ${sageMakerPaths().model}`);
-    return result.exitCode;
+    return result.interrupted ? stop.exitCode() : result.exitCode;
   } finally {
-    process.off("SIGTERM", onTerm);
-    process.off("SIGINT", onInt);
+    stop.dispose();
   }
 }
 
@@ -72,8 +98,17 @@ export const trainCommand = defineCommand({
   description: `
 Fine-tune ESM-2 for sequence classification on the output of "esmkit prepare".
 Writes DIR/model (merged, Hugging Face format), DIR/adapter (PEFT), metrics.json,
-history.jsonl and checkpoints/. Ctrl-C saves a checkpoint; --resume continues.
-DIR may be s3://bucket/prefix (downloaded / uploaded through a local copy).
+history.jsonl, run.json and checkpoints/. DIR may be s3://bucket/prefix (downloaded /
+uploaded through a local copy).
+
+One run per DIR: it is locked while a run writes it (a second run fails at once,
+naming the first one's pid), and a new run refuses a DIR that holds another run unless
+--overwrite. Ctrl-C or SIGTERM finishes the step, saves a checkpoint and exits 130 /
+143; --resume continues, only with the settings the run started with (a difference is
+refused and named). May change on resume: --max-steps, --epochs, --save-steps,
+--save-total-limit, --eval-batch-size, --backend, --engine, --threads, --workers,
+--gradient-checkpointing, --quiet. A resume of a finished run trains nothing: it says
+so and writes model/, adapter/, metrics.json only if they are missing.
 
 Without --data and --out, when /opt/ml/input/config/hyperparameters.json exists (root
 overridable with ESMKIT_SM_ROOT), it runs the SageMaker training contract: settings
@@ -94,15 +129,7 @@ and on failure the reason to /opt/ml/output/failure (see docs/aws.md).`,
   },
   async run(v) {
     const say = sayer(v.quiet);
-    const controller = new AbortController();
-    const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
-      process.stderr.write(
-        "\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit now)\n",
-      );
-      controller.abort();
-    };
-    process.on("SIGINT", onSigint);
+    const stop = stopOnSignals();
     const bar = progressLine("training", { quiet: v.quiet });
     const transfers = transferPrinter(v.quiet);
     try {
@@ -111,7 +138,7 @@ and on failure the reason to /opt/ml/output/failure (see docs/aws.md).`,
         data: v.data,
         out: v.out,
         model: v.model,
-        signal: controller.signal,
+        signal: stop.signal,
         onMessage: say,
         onEvent: trainEventPrinter(say, bar),
         onTransfer: transfers,
@@ -120,14 +147,18 @@ and on failure the reason to /opt/ml/output/failure (see docs/aws.md).`,
         say(
           `interrupted at step ${result.step}; checkpoint saved in ${v.out}/checkpoints (continue with --resume)`,
         );
-        return 130;
+        return stop.exitCode();
+      }
+      if (result.alreadyComplete) {
+        say(`the run in ${v.out} was already complete at step ${result.step}: nothing trained`);
+        if (!result.files.includes("model/")) return 0;
       }
       say(
         `wrote ${result.files.join(", ")} in ${v.out}${result.randomWeights ? " (RANDOM base weights)" : ""}`,
       );
       return 0;
     } finally {
-      process.off("SIGINT", onSigint);
+      stop.dispose();
     }
   },
 });

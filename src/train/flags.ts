@@ -130,7 +130,13 @@ export const TRAIN_FLAGS = {
     default: 1,
     hyperparameter: false,
   }),
-  resume: flag.bool("continue from the latest checkpoint in --out", { hyperparameter: false }),
+  resume: flag.bool("continue the run in --out from its latest checkpoint (same settings)", {
+    hyperparameter: false,
+  }),
+  overwrite: flag.bool("replace the run --out holds, instead of refusing that folder", {
+    hyperparameter:
+      "replace checkpoints of another run found in /opt/ml/checkpoints instead of failing the job (false); this run's own checkpoints are always resumed",
+  }),
   quiet: flag.bool("no progress output", { hyperparameter: false }),
 };
 
