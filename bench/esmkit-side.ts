@@ -22,6 +22,7 @@ import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../src/backend";
+import { lengthSortedBatches } from "../src/data/length-batches";
 import { prepare } from "../src/data/prepare";
 import { exportModel } from "../src/export/export";
 import { saveAdapter } from "../src/lora/adapter-io";
@@ -394,18 +395,12 @@ async function infer(p: InferParams) {
   };
 }
 
-/** Batches of `batch` consecutive proteins, each sorted window first (see InferVarParams). */
+/**
+ * Batches of `batch` proteins: in input order (sortWindow <= 1), or sorted by length in
+ * windows of `sortWindow`, as esmkit's predict does (src/data/length-batches.ts).
+ */
 export function proteinBatches(lengths: number[], batch: number, sortWindow = 0): number[][] {
-  const order = lengths.map((_, i) => i);
-  if (sortWindow > 1) {
-    for (let s = 0; s < order.length; s += sortWindow) {
-      const w = order.slice(s, s + sortWindow).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
-      order.splice(s, w.length, ...w);
-    }
-  }
-  const out: number[][] = [];
-  for (let i = 0; i < order.length; i += batch) out.push(order.slice(i, i + batch));
-  return out;
+  return lengthSortedBatches(lengths, { batchSize: batch, window: Math.max(1, sortWindow) });
 }
 
 async function inferVar(p: InferVarParams) {

@@ -3,6 +3,7 @@ import { constants, createWriteStream, type WriteStream } from "node:fs";
 import { access, rename, rm, stat } from "node:fs/promises";
 import * as path from "node:path";
 import { readCsv } from "../data/csv";
+import { DEFAULT_SORT_WINDOW, inInputOrder, lengthSortedBatches } from "../data/length-batches";
 import { ConfigError, DataError } from "../errors";
 import { openRead, readText } from "../io/storage";
 import { parseFasta, quoteId } from "../serve/fasta";
@@ -158,7 +159,29 @@ interface PredictRunOptions {
   format: "jsonl" | "csv";
 }
 
-/** Predict every record in batches and write rows; returns counts. */
+/** Runs at most `n` of the functions given to it at a time. */
+function limiter(n: number): <T>(f: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async (f) => {
+    while (active >= n) await new Promise<void>((resolve) => waiting.push(resolve));
+    active++;
+    try {
+      return await f();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}
+
+/**
+ * Predict every record and write rows in input order; returns counts. Records are read
+ * in windows of DEFAULT_SORT_WINDOW (or --batch-size, if larger), each window sorted by
+ * length into batches (src/data/length-batches.ts: little padding), and its rows written
+ * once all its batches are back. Up to `concurrency` batches run at once (worker
+ * threads), and the next window's batches start while the last of the previous finish.
+ */
 async function predictAll(
   predictor: Predictor,
   records: AsyncIterable<InputRecord>,
@@ -172,11 +195,9 @@ async function predictAll(
   }
   let rows = 0;
   let truncated = 0;
-  let batch: InputRecord[] = [];
-  // Up to `concurrency` batches in flight (worker threads), written in input order.
-  const inFlight: Promise<string>[] = [];
-  const concurrency = Math.max(1, predictor.concurrency ?? 1);
-  const start = (records: InputRecord[]): Promise<string> => {
+  const window = Math.max(DEFAULT_SORT_WINDOW, options.batchSize);
+  const limit = limiter(Math.max(1, predictor.concurrency ?? 1));
+  const runWindow = async (records: InputRecord[]): Promise<string> => {
     const seqs = records.map((r) =>
       normaliseSequence(r.raw, {
         maxLength: predictor.maxLength,
@@ -184,40 +205,51 @@ async function predictAll(
         where: r.where,
       }),
     );
-    return predictor.predict(seqs.map((s) => s.sequence)).then((probs) => {
-      const lines: string[] = [];
-      for (let i = 0; i < records.length; i++) {
-        const p = toPrediction(probs[i]!, seqs[i]!.truncated);
-        const length = seqs[i]!.length;
-        if (p.truncated) truncated++;
-        if (options.format === "jsonl") {
-          lines.push(JSON.stringify({ id: records[i]!.id, ...p, length }));
-        } else {
-          const cells = [
-            records[i]!.id,
-            p.label,
-            String(p.score),
-            ...labels.map((l) => String(p.probabilities[l])),
-            String(p.truncated),
-            String(length),
-          ];
-          lines.push(cells.map(csvCell).join(","));
-        }
+    const batches = lengthSortedBatches(
+      seqs.map((s) => s.sequence.length),
+      { batchSize: options.batchSize, window: records.length },
+    );
+    const results = await Promise.all(
+      batches.map((b) => limit(() => predictor.predict(b.map((i) => seqs[i]!.sequence)))),
+    );
+    const probs = inInputOrder(batches, results, records.length);
+    const lines: string[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const p = toPrediction(probs[i]!, seqs[i]!.truncated);
+      const length = seqs[i]!.length;
+      if (p.truncated) truncated++;
+      if (options.format === "jsonl") {
+        lines.push(JSON.stringify({ id: records[i]!.id, ...p, length }));
+      } else {
+        const cells = [
+          records[i]!.id,
+          p.label,
+          String(p.score),
+          ...labels.map((l) => String(p.probabilities[l])),
+          String(p.truncated),
+          String(length),
+        ];
+        lines.push(cells.map(csvCell).join(","));
       }
-      rows += records.length;
-      return `${lines.join("\n")}\n`;
-    });
+    }
+    rows += records.length;
+    return `${lines.join("\n")}\n`;
   };
+  let pending: InputRecord[] = [];
+  // At most two windows in flight: the one being finished and the next.
+  const inFlight: Promise<string>[] = [];
   const flush = async () => {
-    if (batch.length === 0) return;
-    inFlight.push(start(batch));
-    batch = [];
-    if (inFlight.length >= concurrency) await output.write(await inFlight.shift()!);
+    if (pending.length === 0) return;
+    const p = runWindow(pending);
+    p.catch(() => {}); // observed when its turn to be written comes
+    inFlight.push(p);
+    pending = [];
+    if (inFlight.length >= 2) await output.write(await inFlight.shift()!);
   };
   try {
     for await (const r of records) {
-      batch.push(r);
-      if (batch.length >= options.batchSize) await flush();
+      pending.push(r);
+      if (pending.length >= window) await flush();
     }
     await flush();
     while (inFlight.length > 0) await output.write(await inFlight.shift()!);
@@ -253,7 +285,10 @@ export const predictCommand = defineCommand({
       value: "FILE",
       defaultText: "stdout",
     }),
-    "batch-size": flag.int("sequences per model call", { min: 1, default: 8 }),
+    "batch-size": flag.int("sequences per model call (sorted by length in windows of 256)", {
+      min: 1,
+      default: 8,
+    }),
     "too-long": flag.choice(
       TOO_LONG_POLICIES,
       'sequences over the model\'s max length: truncate (rows say "truncated": true) or reject',

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../backend";
+import { DEFAULT_SORT_WINDOW, inInputOrder, lengthSortedBatches } from "../data/length-batches";
 import { ConfigError } from "../errors";
 import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
 import type { Esm2Model } from "../model/esm2";
@@ -97,40 +98,41 @@ export async function loadEsmPredictor(
     maxLength,
     async predict(sequences: string[]): Promise<ClassProbabilities[]> {
       const rows = sequences.map((seq) => tokenizer.encode(seq, { maxLength, truncation: true }));
-      const out: ClassProbabilities[] = [];
-      for (const pass of planPasses(
+      const passes = planPasses(
         rows.map((r) => r.length),
         maxLength,
-      )) {
-        const part = rows.slice(pass.start, pass.end);
+      );
+      const results = passes.map((pass): ClassProbabilities[] => {
+        const B = pass.rows.length;
+        const L = pass.width;
         // [B, L]: every row padded to the pass's bucket length, padding masked out.
-        const inputIds = part.map((r) => padRow(r, pass.width, tokenizer.padId));
-        const attentionMask = part.map((r) =>
-          padRow(
-            r.map(() => 1),
-            pass.width,
-            0,
-          ),
-        );
+        const inputIds = new Int32Array(B * L).fill(tokenizer.padId);
+        const attentionMask = new Int32Array(B * L);
+        pass.rows.forEach((i, b) => {
+          inputIds.set(rows[i]!, b * L);
+          attentionMask.fill(1, b * L, b * L + rows[i]!.length);
+        });
         if (onnx) {
-          const logits = onnx.logits({
-            inputIds: inputIds.flat(),
-            attentionMask: attentionMask.flat(),
-            batchSize: part.length,
-            seqLen: pass.width,
-          });
-          for (let b = 0; b < part.length; b++) {
-            out.push({ labels, probabilities: softmax(logits.subarray(b * n, (b + 1) * n)) });
-          }
-        } else {
-          const probs = tf.tidy(() => {
-            const o = model.forward({ inputIds, attentionMask });
-            return tf.softmax(o.logits).arraySync() as number[][];
-          });
-          for (const p of probs) out.push({ labels, probabilities: p });
+          const logits = onnx.logits({ inputIds, attentionMask, batchSize: B, seqLen: L });
+          return pass.rows.map((_, b) => ({
+            labels,
+            probabilities: softmax(logits.subarray(b * n, (b + 1) * n)),
+          }));
         }
-      }
-      return out;
+        const probs = tf.tidy(() => {
+          const o = model.forward({
+            inputIds: tf.tensor2d(inputIds, [B, L], "int32"),
+            attentionMask: tf.tensor2d(attentionMask, [B, L], "int32"),
+          });
+          return tf.softmax(o.logits).arraySync() as number[][];
+        });
+        return probs.map((p) => ({ labels, probabilities: p }));
+      });
+      return inInputOrder(
+        passes.map((p) => p.rows),
+        results,
+        rows.length,
+      );
     },
     engineName: decision.name,
     onnx,
@@ -142,16 +144,23 @@ export async function loadEsmPredictor(
 }
 
 /**
- * Shapes of the forward passes, chosen in this one place to bound memory. onnxruntime's
- * arena keeps the largest blocks it has needed, and a new shape can need new blocks, so
- * with free-form shapes a server's memory grows with every new mix of lengths. Rows are
- * padded to the next multiple of LENGTH_BUCKET tokens (at most the model's max length),
- * so shapes repeat; and a batch is run in passes of consecutive rows small enough that
+ * Shapes of the forward passes, chosen in this one place to bound memory and padding.
+ *
+ * onnxruntime's arena keeps the largest blocks it has needed, and a new shape can need
+ * new blocks, so with free-form shapes a server's memory grows with every new mix of
+ * lengths. Rows are therefore padded to the next multiple of LENGTH_BUCKET tokens (at
+ * most the model's max length), so shapes repeat; and a pass takes rows only while
  * rows x length^2 (the size of the attention scores) stays within ATTENTION_BUDGET, so
  * the largest block needed does not depend on how many long sequences arrive together.
- * Padding is masked out: a row's answer does not depend on its pass.
+ *
+ * Padding costs compute, so the rows of a call are sorted by length first (in windows,
+ * src/data/length-batches.ts) and a pass holds rows of one bucket only: a short row is
+ * never padded to a long one's length (on DeepLoc's test split, calls of 8: 4.6 % of
+ * the computed tokens are padding, against 30.7 % in input order with buckets of 64).
+ * Padding is masked out: a row's answer does not depend on its pass, and answers come
+ * back in input order.
  */
-export const LENGTH_BUCKET = 64;
+export const LENGTH_BUCKET = 32;
 /** Most rows x length^2 per pass: one 1024-token row, four of 512, sixteen of 256. */
 export const ATTENTION_BUDGET = 1024 * 1024;
 
@@ -161,36 +170,28 @@ export function bucketLength(tokens: number, maxLength: number): number {
 }
 
 export interface ForwardPass {
-  /** Rows [start, end) of the batch. */
-  start: number;
-  end: number;
+  /** The rows of the call in this pass (input indices, longest first). */
+  rows: number[];
   /** Tokens per row after padding. */
   width: number;
 }
 
-/** Split rows of these token counts into passes (in order) within the attention budget. */
-export function planPasses(lengths: readonly number[], maxLength: number): ForwardPass[] {
-  const passes: ForwardPass[] = [];
-  let start = 0;
-  let width = 0;
-  for (let i = 0; i < lengths.length; i++) {
-    const w = bucketLength(Math.max(width, lengths[i]!), maxLength);
-    if (i > start && (i - start + 1) * w * w > ATTENTION_BUDGET) {
-      passes.push({ start, end: i, width });
-      start = i;
-      width = bucketLength(lengths[i]!, maxLength);
-    } else {
-      width = w;
-    }
-  }
-  if (lengths.length > 0) passes.push({ start, end: lengths.length, width });
-  return passes;
-}
-
-function padRow(row: readonly number[], width: number, value: number): number[] {
-  return row.length >= width
-    ? [...row]
-    : row.concat(new Array<number>(width - row.length).fill(value));
+/**
+ * Rows of these token counts in passes: sorted by length inside windows of `window`
+ * rows; each pass holds one length bucket, within the attention budget.
+ */
+export function planPasses(
+  lengths: readonly number[],
+  maxLength: number,
+  window = DEFAULT_SORT_WINDOW,
+): ForwardPass[] {
+  const width = (tokens: number) => bucketLength(tokens, maxLength);
+  return lengthSortedBatches(lengths, {
+    batchSize: Number.POSITIVE_INFINITY,
+    window,
+    fits: (rows, longest, length) =>
+      width(length) === width(longest) && rows * width(longest) ** 2 <= ATTENTION_BUDGET,
+  }).map((rows) => ({ rows, width: width(Math.max(...rows.map((i) => lengths[i]!))) }));
 }
 
 /** Softmax in float64, for one row of logits. */

@@ -10,6 +10,7 @@
  * every example appears exactly once per epoch (the last batch may be smaller unless
  * `dropLast`).
  */
+import { lengthSortedBatches } from "../data/length-batches";
 import { ConfigError, DataError } from "../errors";
 import { SeededRandom } from "../util/random";
 
@@ -89,13 +90,12 @@ export function planBatches(lengths: ArrayLike<number>, options: BatchPlanOption
   const rng = new SeededRandom(epochSeed(seed, epoch));
   const order = Array.from({ length: lengths.length }, (_, i) => i);
   if (shuffle) rng.shuffle(order);
-  const chunk = batchSize * bucketFactor;
-  const batches: number[][] = [];
-  for (let start = 0; start < order.length; start += chunk) {
-    // Array.prototype.sort is stable: equal lengths keep their shuffled order.
-    const part = order.slice(start, start + chunk).sort((a, b) => lengths[b]! - lengths[a]!);
-    for (let i = 0; i < part.length; i += batchSize) batches.push(part.slice(i, i + batchSize));
-  }
+  // Chunks of the shuffled order sorted by length (equal lengths keep their shuffled order).
+  const batches = lengthSortedBatches(lengths, {
+    batchSize,
+    window: batchSize * bucketFactor,
+    order,
+  });
   if (options.dropLast && batches.length > 0 && batches.at(-1)!.length < batchSize) {
     // The short batch is the tail of the last chunk; drop it before shuffling the order.
     batches.pop();

@@ -5,7 +5,8 @@
  * MCC, ROC-AUC, confusion matrix).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { type Example, epochBatches } from "./batching";
+import { lengthSortedBatches } from "../data/length-batches";
+import { collate, type Example } from "./batching";
 import { crossEntropy } from "./loss";
 import { type BinaryMetrics, binaryMetrics } from "./metrics";
 import { type ClassifierModel, forwardLogits } from "./step";
@@ -47,12 +48,14 @@ export function evaluate(
   let plainSum = 0;
   let weightedSum = 0;
   let weightSum = 0;
-  for (const batch of epochBatches(examples, {
-    batchSize: options.batchSize ?? 16,
-    seed: 0,
-    epoch: 0,
-    shuffle: false,
-  })) {
+  // Every example is at hand, so the sort window is the whole set (the least padding);
+  // results go back to input order through `batch.indices`.
+  const plan = lengthSortedBatches(
+    examples.map((e) => e.inputIds.length),
+    { batchSize: options.batchSize ?? 16, window: Math.max(1, n) },
+  );
+  for (const indices of plan) {
+    const batch = collate(examples, indices);
     const { probs, plain, weighted, wsum } = tf.tidy(() => {
       const shape: [number, number] = [batch.batchSize, batch.seqLen];
       const fromEngine = options.engine?.logits(batch);

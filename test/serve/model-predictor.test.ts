@@ -29,32 +29,61 @@ function randomProtein(rng: SeededRandom, n: number): string {
   return Array.from({ length: n }, () => AMINO[rng.int(AMINO.length)]).join("");
 }
 
-test("passes: rows in order, padded to a bucket, within the attention budget", () => {
+test("passes: rows sorted by length, one bucket each, within the attention budget", () => {
   assert.equal(bucketLength(3, 1024), LENGTH_BUCKET);
   assert.equal(bucketLength(LENGTH_BUCKET + 1, 1024), 2 * LENGTH_BUCKET);
   assert.equal(bucketLength(1000, 1024), 1024);
   assert.equal(bucketLength(1000, 1002), 1002, "never past the model's max length");
   const lengths = [10, 300, 1024, 20, 20, 500, 70, 70, 70, 70, 70, 70, 70, 70, 70];
   const passes = planPasses(lengths, 1024);
+  const seventy = [6, 7, 8, 9, 10, 11, 12, 13, 14];
   assert.deepEqual(
-    passes.map((p) => [p.start, p.end, p.width]),
+    passes.map((p) => [p.rows, p.width]),
     [
-      [0, 2, 320],
-      [2, 3, 1024],
-      [3, 7, 512],
-      [7, 15, 128],
+      [[2], 1024],
+      [[5], bucketLength(500, 1024)],
+      [[1], bucketLength(300, 1024)],
+      [seventy, bucketLength(70, 1024)],
+      [[3, 4, 0], LENGTH_BUCKET],
     ],
   );
-  let next = 0;
-  for (const p of passes) {
-    assert.equal(p.start, next, "consecutive, in order");
-    next = p.end;
-    const longest = Math.max(...lengths.slice(p.start, p.end));
-    assert.equal(p.width, bucketLength(longest, 1024));
-    const rows = p.end - p.start;
-    assert.ok(rows === 1 || rows * p.width ** 2 <= ATTENTION_BUDGET, JSON.stringify(p));
+  // 20 rows of one bucket: the budget splits them.
+  const many = planPasses(new Array(20).fill(250), 1024);
+  assert.deepEqual(
+    many.map((p) => p.rows.length),
+    [16, 4],
+  );
+  assert.deepEqual(
+    many.flatMap((p) => p.rows),
+    [...Array(20).keys()],
+    "equal lengths keep their order",
+  );
+  const rng = new SeededRandom(3);
+  const random = Array.from({ length: 300 }, () => 3 + rng.int(1022));
+  const plan = planPasses(random, 1024);
+  assert.deepEqual(
+    plan.flatMap((p) => p.rows).sort((a, b) => a - b),
+    [...Array(random.length).keys()],
+    "every row in exactly one pass",
+  );
+  for (const p of plan) {
+    const ls = p.rows.map((i) => random[i]!);
+    assert.equal(p.width, bucketLength(Math.max(...ls), 1024));
+    assert.ok(
+      ls.every((l) => bucketLength(l, 1024) === p.width),
+      "one bucket per pass",
+    );
+    assert.ok(
+      ls.every((l, k) => k === 0 || l <= ls[k - 1]!),
+      "longest first",
+    );
+    assert.ok(p.rows.length === 1 || p.rows.length * p.width ** 2 <= ATTENTION_BUDGET);
   }
-  assert.equal(next, lengths.length);
+  // Window 1: input order, cut where the bucket changes.
+  assert.deepEqual(
+    planPasses([40, 40, 300, 40], 1024, 1).map((p) => p.rows),
+    [[0, 1], [2], [3]],
+  );
   assert.deepEqual(planPasses([], 1024), []);
 });
 

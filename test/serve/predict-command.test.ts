@@ -8,6 +8,7 @@ import { serveCommand } from "../../src/cli/serve-command";
 import { ConfigError, DataError, EsmKitError } from "../../src/errors";
 import { InvalidSequenceError } from "../../src/serve/errors";
 import { setPredictorLoader } from "../../src/serve/predictor";
+import { SeededRandom } from "../../src/util/random";
 import { FakePredictor, fakeProbabilities } from "./fake-predictor";
 
 const LABELS = ["non-membrane", "membrane"];
@@ -57,7 +58,8 @@ test("--fasta -> JSON Lines: ids, labels, every class probability, truncation fl
   ]);
   assert.equal(code, 0);
   assert.equal(loadedFrom, "model-dir");
-  assert.deepEqual(lastPredictor!.calls, [["MKTAYIAKQ", "ACDEFGHIKL"], ["LLV"]]);
+  // Batches of sequences sorted by length (longest first); rows still in input order.
+  assert.deepEqual(lastPredictor!.calls, [["ACDEFGHIKL", "MKTAYIAKQ"], ["LLV"]]);
   const rows = (await readFile(out, "utf8"))
     .trimEnd()
     .split("\n")
@@ -243,6 +245,54 @@ test("with a concurrent predictor, batches overlap and the output keeps the inpu
     seqs.map((s) => s.length),
   );
   assert.ok(maxRunning > 1 && maxRunning <= 3, `max concurrent batches ${maxRunning}`);
+});
+
+test("windows of 256 records are sorted by length into batches; rows stay in input order", async () => {
+  useFake(1024);
+  const rng = new SeededRandom(5);
+  const AMINO = "ACDEFGHIKLMNPQRSTVWY";
+  const seqs = Array.from({ length: 600 }, () =>
+    Array.from({ length: 20 + rng.int(500) }, () => AMINO[rng.int(20)]).join(""),
+  );
+  const dir = await tmp();
+  const fasta = path.join(dir, "in.fa");
+  await writeFile(fasta, seqs.map((q, i) => `>p${i}\n${q}\n`).join(""));
+  const out = path.join(dir, "out.jsonl");
+  const code = await predictCommand.run([
+    "--model",
+    "m",
+    "--fasta",
+    fasta,
+    "--out",
+    out,
+    "--quiet",
+  ]);
+  assert.equal(code, 0);
+  const rows = (await readFile(out, "utf8"))
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    rows.map((r) => r.id),
+    seqs.map((_, i) => `p${i}`),
+  );
+  rows.forEach((r, i) => {
+    const p = fakeProbabilities(seqs[i]!, 2);
+    assert.deepEqual(r.probabilities, { "non-membrane": p[0], membrane: p[1] }, `row ${i}`);
+  });
+  const windowOf = new Map(seqs.map((q, i) => [q, Math.floor(i / 256)]));
+  let computed = 0;
+  for (const call of lastPredictor!.calls) {
+    assert.ok(call.length <= 8, "--batch-size 8 (the default)");
+    assert.equal(new Set(call.map((q) => windowOf.get(q))).size, 1, "a batch stays in its window");
+    assert.ok(
+      call.every((q, k) => k === 0 || q.length <= call[k - 1]!.length),
+      "longest first",
+    );
+    computed += call.length * call[0]!.length;
+  }
+  const real = seqs.reduce((a, q) => a + q.length, 0);
+  assert.ok(computed / real < 1.05, `padded / real residues ${computed / real}`);
 });
 
 test("an --out that cannot be written fails before the model loads", async () => {
