@@ -1,6 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { ensureBackend } from "../backend";
 import { loadPrepared } from "../data/frame";
+import { QUANTIZE_CHOICES } from "../onnx/select";
 import { loadEsmPredictor } from "../serve/model-predictor";
 import { evaluate } from "../train/evaluate";
 import { examplesFrom } from "../train/run";
@@ -22,6 +23,9 @@ accuracy, precision, recall, F1, MCC, ROC-AUC, confusion matrix.`,
     "batch-size": flag.int("sequences per model call", { min: 1, default: 16 }),
     "max-length": flag.int("tokens per sequence, <cls>/<eos> included", { min: 3, default: 512 }),
     limit: flag.int("only the first N examples", { min: 1 }),
+    quantize: flag.choice(QUANTIZE_CHOICES, "encoder weights as int8 (onnx engine) or none", {
+      defaultText: "ESMKIT_QUANTIZE, else none",
+    }),
     out: flag.string("also write the metrics as JSON", { value: "FILE" }),
   },
   async run(v) {
@@ -32,13 +36,13 @@ accuracy, precision, recall, F1, MCC, ROC-AUC, confusion matrix.`,
       limit: v.limit,
       where: `${v.data}/${v.split}.parquet`,
     });
-    const predictor = await loadEsmPredictor(v.model);
+    const predictor = await loadEsmPredictor(v.model, { quantize: v.quantize });
     try {
       const result = evaluate(predictor.model, examples, {
         batchSize: v["batch-size"],
         engine: predictor.onnx,
       });
-      const json = `${JSON.stringify({ model: v.model, data: v.data, split: v.split, examples: examples.length, metrics: result.metrics }, null, 2)}\n`;
+      const json = `${JSON.stringify({ model: v.model, data: v.data, split: v.split, quantize: predictor.quantize, examples: examples.length, metrics: result.metrics }, null, 2)}\n`;
       process.stdout.write(json);
       if (v.out) writeFileSync(v.out, json);
       return 0;

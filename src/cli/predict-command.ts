@@ -6,6 +6,7 @@ import { readCsv } from "../data/csv";
 import { DEFAULT_SORT_WINDOW, inInputOrder, lengthSortedBatches } from "../data/length-batches";
 import { ConfigError, DataError } from "../errors";
 import { openRead, readText } from "../io/storage";
+import { QUANTIZE_CHOICES } from "../onnx/select";
 import { parseFasta, quoteId } from "../serve/fasta";
 import { toPrediction } from "../serve/prediction";
 import { loadPredictor, type Predictor } from "../serve/predictor";
@@ -294,6 +295,9 @@ export const predictCommand = defineCommand({
       'sequences over the model\'s max length: truncate (rows say "truncated": true) or reject',
       { default: "truncate" },
     ),
+    quantize: flag.choice(QUANTIZE_CHOICES, "encoder weights as int8 (onnx engine) or none", {
+      defaultText: "ESMKIT_QUANTIZE, else none",
+    }),
     quiet: flag.bool("no summary on stderr"),
   },
   oneOf: [["sequence", "fasta", "csv"]],
@@ -306,7 +310,10 @@ truncated, length (residues before truncation).`,
     if (v.out !== undefined) await checkOutputFile(v.out);
 
     const started = Date.now();
-    const predictor = await loadPredictor(v.model);
+    const predictor = await loadPredictor(
+      v.model,
+      v.quantize === undefined ? undefined : { quantize: v.quantize },
+    );
     const records = v.sequence
       ? sequenceRecords(v.sequence)
       : v.fasta

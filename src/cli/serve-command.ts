@@ -1,4 +1,5 @@
 import { ConfigError } from "../errors";
+import { QUANTIZE_CHOICES } from "../onnx/select";
 import { resolveServerConfig, SERVER_DEFAULTS, type ServerLimits } from "../serve/config";
 import { loadPredictor } from "../serve/predictor";
 import { TOO_LONG_POLICIES } from "../serve/sequences";
@@ -63,6 +64,9 @@ GET /ping, POST /invocations, GET /execution-parameters.`,
       min: 0,
       default: DEFAULT_GRACE_MS,
     }),
+    quantize: flag.choice(QUANTIZE_CHOICES, "encoder weights as int8 (onnx engine) or none", {
+      defaultText: "ESMKIT_QUANTIZE, else none",
+    }),
     quiet: flag.bool("no per-request log lines"),
   },
   notes: `
@@ -86,7 +90,10 @@ ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-
     // loads (which takes time and starts worker threads).
     resolveServerConfig(limits);
 
-    const predictor = await loadPredictor(modelDir);
+    const predictor = await loadPredictor(
+      modelDir,
+      v.quantize === undefined ? undefined : { quantize: v.quantize },
+    );
     // From here on the worker threads keep the process alive: every way out of this
     // block, a failed listen (EADDRINUSE) included, stops them.
     try {

@@ -8,6 +8,14 @@
  * Gradient checkpointing: without it one graph runs forward and backward and
  * onnxruntime keeps every activation it needs; with it, the forward pass keeps only each
  * layer's input, and each layer's backward graph recomputes that layer first.
+ *
+ * `quantize: "int8"`: the frozen encoder Linears run on int8 codes (per output channel,
+ * quantized here from the model's float weights, src/onnx/quantize.ts) with activations
+ * quantized on the fly, forward and backward; LoRA, the classifier, LayerNorms and
+ * embeddings stay float32, and so do the model's own weights (adapters and saved models
+ * are unchanged). The codes are baked into the forward and training graphs as
+ * initializers, so onnxruntime pre-packs them once; the per-layer graphs of a
+ * checkpointed step, shared by every layer, take them as inputs.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { ConfigError } from "../errors";
@@ -31,7 +39,24 @@ import {
   OUT,
 } from "./esm-graph";
 import { GraphBuilder } from "./graph";
-import { boolScalar, floatTensor, int32Tensor, OrtSession, type OrtTensor } from "./runtime";
+import {
+  type Int8Weight,
+  int8RangeHere,
+  int8ScaleName,
+  int8WeightName,
+  int8WeightTName,
+  quantizeInt8,
+  transposeInt8,
+} from "./quantize";
+import {
+  boolScalar,
+  floatTensor,
+  int8Tensor,
+  int32Tensor,
+  OrtSession,
+  type OrtTensor,
+} from "./runtime";
+import { QUANTIZE_CHOICES, type Quantize } from "./select";
 
 const LAYER_ALIAS = "layer.";
 
@@ -40,6 +65,15 @@ export interface OnnxEngineOptions {
   threads?: number;
   /** The LoRA wrapper of the model, if any (its unmerged adapters take part). */
   lora?: LoraModel;
+  /** "int8": the frozen encoder Linears run on int8 weights (default "none"). */
+  quantize?: Quantize;
+}
+
+/** The int8 form of one frozen Linear, from the float weight whose data it was made of. */
+interface Int8Entry {
+  source: object;
+  q: Int8Weight;
+  tensors: Map<string, OrtTensor>;
 }
 
 /** Inputs of one batch as plain arrays. */
@@ -60,8 +94,15 @@ interface BatchTables {
 
 export class OnnxEsmEngine {
   readonly threads: number;
+  readonly quantize: Quantize;
+  /** Whether int8 weights use 7 bits on this CPU, and why (quantize.ts). */
+  readonly int8Range: { reduceRange: boolean; reason: string };
   private readonly sessions = new Map<string, OrtSession>();
   private readonly weightCache = new WeakMap<object, OrtTensor>();
+  private readonly int8 = new Map<string, Int8Entry>();
+  /** Sessions with int8 weights baked in, by key: their plan and the weights' stamp then. */
+  private readonly baked = new Map<string, { plan: GraphPlan; stamp: string }>();
+  private readonly dataIds = new WeakMap<object, number>();
   private readonly invFreq: Float32Array;
   private vars: Map<string, tf.Variable> | undefined;
 
@@ -70,6 +111,14 @@ export class OnnxEsmEngine {
     private readonly options: OnnxEngineOptions = {},
   ) {
     this.threads = options.threads ?? 1;
+    this.quantize = options.quantize ?? "none";
+    if (!(QUANTIZE_CHOICES as readonly string[]).includes(this.quantize)) {
+      throw new ConfigError(
+        `Unknown quantize "${this.quantize}"; expected one of: ${QUANTIZE_CHOICES.join(", ")}`,
+        { quantize: this.quantize },
+      );
+    }
+    this.int8Range = int8RangeHere();
     this.invFreq = new Float32Array(model.invFreq.dataSync());
   }
 
@@ -80,6 +129,7 @@ export class OnnxEsmEngine {
     const key = `forward:${signature(plan)}`;
     const session = this.session(key, () => {
       const eg = new EsmGraph("esm2_forward", plan);
+      this.bakeInt8(key, eg.g, plan);
       let h = eg.embed();
       for (let i = 0; i < plan.config.numHiddenLayers; i++) h = eg.layer(i, h).out;
       eg.g.output(OUT.logits, eg.head(h).logits, "float", ["B", plan.config.numLabels]);
@@ -106,6 +156,15 @@ export class OnnxEsmEngine {
         "The onnx engine does not train the word embeddings; freeze them or use the tfjs engine",
         { param: EMBEDDING },
       );
+    }
+    if (this.quantize === "int8") {
+      const base = [...names].find((n) => isEncoderLinear(n));
+      if (base) {
+        throw new ConfigError(
+          `quantize "int8" keeps the base model frozen, but ${base} is to be trained; train LoRA adapters (not --no-lora) or use quantize "none"`,
+          { param: base },
+        );
+      }
     }
     const lora = this.options.lora;
     const training = lora ? lora.training : false;
@@ -136,8 +195,10 @@ export class OnnxEsmEngine {
     if (options.gradientCheckpointing) {
       lossValue = this.checkpointedStep(plan, names, params, feeds, grads);
     } else {
-      const session = this.session(`train:${signature(plan)}`, () => {
+      const key = `train:${signature(plan)}`;
+      const session = this.session(key, () => {
         const eg = new EsmGraph("esm2_train", plan);
+        this.bakeInt8(key, eg.g, plan);
         let h = eg.embed();
         const saved = [];
         for (let i = 0; i < plan.config.numHiddenLayers; i++) {
@@ -165,6 +226,8 @@ export class OnnxEsmEngine {
   dispose(): void {
     for (const s of this.sessions.values()) s.dispose();
     this.sessions.clear();
+    this.baked.clear();
+    this.int8.clear();
   }
 
   // ---- checkpointed step ----
@@ -310,9 +373,20 @@ export class OnnxEsmEngine {
 
   private session(key: string, build: () => Uint8Array): OrtSession {
     let s = this.sessions.get(key);
+    const baked = this.baked.get(key);
+    if (s && baked && baked.stamp !== this.int8Stamp(baked.plan)) {
+      // The float weights changed (a merge, an assignment): bake them again.
+      s.dispose();
+      this.sessions.delete(key);
+      this.baked.delete(key);
+      s = undefined;
+    }
     if (!s) {
       s = new OrtSession(build(), { threads: this.threads });
       this.sessions.set(key, s);
+      // onnxruntime holds the baked int8 weights now; the JavaScript copies can go (the
+      // per-layer graphs of a checkpointed step quantize again what they need).
+      if (this.baked.has(key)) this.int8.clear();
     }
     return s;
   }
@@ -338,6 +412,22 @@ export class OnnxEsmEngine {
 
   /** A weight as an onnxruntime tensor; frozen ones are cached until reassigned. */
   private weight(key: string, trainable: Set<string>): OrtTensor {
+    const int8 = int8Input(key);
+    if (int8) {
+      const e = this.int8Of(int8.module);
+      let t = e.tensors.get(int8.part);
+      if (!t) {
+        const { q } = e;
+        t =
+          int8.part === "scale"
+            ? floatTensor(q.scales, [q.cols])
+            : int8.part === "codes"
+              ? int8Tensor(q.values, [q.rows, q.cols])
+              : int8Tensor(transposeInt8(q.values, q.rows, q.cols), [q.cols, q.rows]);
+        e.tensors.set(int8.part, t);
+      }
+      return t;
+    }
     const v = this.variables().get(key);
     if (!v) throw new Error(`The graph needs ${key}, which the model does not hold`);
     const dataId = (v as unknown as { dataId: object }).dataId;
@@ -458,9 +548,11 @@ export class OnnxEsmEngine {
     for (const module of moduleOrder(this.model.config.numHiddenLayers)) {
       const adapter = lora?.adapters.get(module);
       const active = adapter && !adapter.merged;
+      const trains = trainable.has(`${module}.weight`) || trainable.has(`${module}.bias`);
       modules.set(module, {
         hasBias: true,
-        trainable: trainable.has(`${module}.weight`) || trainable.has(`${module}.bias`),
+        trainable: trains,
+        int8: this.quantize === "int8" && !trains && isEncoderLinear(`${module}.weight`),
         lora: active
           ? {
               scaling: adapter.scaling,
@@ -478,8 +570,86 @@ export class OnnxEsmEngine {
     const trainableNorms = new Set(
       [...norms].filter((n) => trainable.has(`${n}.weight`) || trainable.has(`${n}.bias`)),
     );
-    return { config: this.model.config, modules, trainableNorms };
+    return {
+      config: this.model.config,
+      modules,
+      trainableNorms,
+      ...(this.quantize === "int8" ? { int8Kernel: "DynamicQuantizeMatMul" as const } : {}),
+    };
   }
+
+  // ---- int8 weights ----
+
+  /** The int8 form of a frozen Linear, quantized from its current float weight. */
+  private int8Of(module: string): Int8Entry {
+    const v = this.variables().get(`${module}.weight`);
+    if (!v) throw new Error(`The graph needs ${module}.weight, which the model does not hold`);
+    const source = (v as unknown as { dataId: object }).dataId;
+    const hit = this.int8.get(module);
+    if (hit && hit.source === source) return hit;
+    const [inF, outF] = v.shape as [number, number]; // [in, out]
+    const q = quantizeInt8(v.dataSync() as Float32Array, inF, outF, {
+      reduceRange: this.int8Range.reduceRange,
+    });
+    const entry: Int8Entry = { source, q, tensors: new Map() };
+    this.int8.set(module, entry);
+    return entry;
+  }
+
+  /**
+   * Makes the int8 inputs of `plan`'s modules initializers of the graph being built under
+   * `key` (onnxruntime pre-packs them once), and remembers which weights they came from.
+   */
+  private bakeInt8(key: string, g: GraphBuilder, plan: GraphPlan): void {
+    if (this.quantize !== "int8") return;
+    this.baked.set(key, { plan, stamp: this.int8Stamp(plan) });
+    g.bindInputs((name) => {
+      const int8 = int8Input(name);
+      if (!int8 || !plan.modules.get(int8.module)?.int8) return undefined;
+      const t = this.weight(name, new Set()).data as Int8Array | Float32Array;
+      return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
+    });
+  }
+
+  /** Which float weights the int8 modules of `plan` come from now. */
+  private int8Stamp(plan: GraphPlan): string {
+    const ids: number[] = [];
+    for (const [module, p] of plan.modules) {
+      if (!p.int8) continue;
+      const v = this.variables().get(`${module}.weight`);
+      const dataId = (v as unknown as { dataId: object } | undefined)?.dataId;
+      if (!dataId) continue;
+      let id = this.dataIds.get(dataId);
+      if (id === undefined) {
+        id = this.nextDataId++;
+        this.dataIds.set(dataId, id);
+      }
+      ids.push(id);
+    }
+    return ids.join(",");
+  }
+
+  private nextDataId = 0;
+}
+
+/** The module and part of an int8 input name (quantize.ts), or null. */
+function int8Input(name: string): { module: string; part: "codes" | "codesT" | "scale" } | null {
+  for (const [suffix, part] of INT8_SUFFIXES) {
+    if (name.endsWith(suffix)) return { module: name.slice(0, -suffix.length), part };
+  }
+  return null;
+}
+
+const INT8_SUFFIXES: [string, "codes" | "codesT" | "scale"][] = [
+  [int8WeightName(""), "codes"],
+  [int8WeightTName(""), "codesT"],
+  [int8ScaleName(""), "scale"],
+];
+
+/** An encoder Linear's weight (`esm.encoder.layer.N.<linear>.weight`). */
+function isEncoderLinear(param: string): boolean {
+  const m = /^esm\.encoder\.layer\.\d+\.(.+)\.weight$/.exec(param);
+  return m !== null && (LAYER_LINEARS as readonly string[]).includes(m[1]!);
 }
 
 /**

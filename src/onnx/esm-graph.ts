@@ -12,7 +12,11 @@
  *
  * The export (src/export/) uses the same pieces for a self-contained model: its weights
  * bound as initializers (GraphBuilder.bindInputs) and, with `tokenInputs`, int64 token
- * inputs from which the graph computes those tables itself.
+ * inputs from which the graph computes those tables itself. The engine binds the int8
+ * codes of a quantized base the same way (`ModulePlan.int8`, `GraphPlan.int8Kernel`).
+ *
+ * int8 Linear (frozen): y = DQMM(x, Q^T, s) + b, dx = DQMM(dy * s, Q, 1), with Q the
+ * `[out, in]` codes, s the per-output scales and DQMM DynamicQuantizeMatMul (quantize.ts).
  *
  * Backward formulas (row-major, N = B * L rows):
  *   Linear  y = x W + b:      dx = dy W^T, dW = x^T dy, db = colsum(dy)
@@ -29,7 +33,14 @@ import { MASK_VALUE } from "../model/esm2";
 import { INV_FREQ_KEY } from "../model/parameters";
 import { floatAttr, GraphBuilder } from "./graph";
 import { DType } from "./proto";
-import { int8MatMul, int8ScaleName, int8WeightName } from "./quantize";
+import {
+  int8BackwardMatMul,
+  int8DynamicMatMul,
+  int8MatMul,
+  int8ScaleName,
+  int8WeightName,
+  int8WeightTName,
+} from "./quantize";
 
 /** How one Linear module takes part: trained fully, adapted by LoRA, or frozen. */
 export interface ModulePlan {
@@ -40,7 +51,8 @@ export interface ModulePlan {
   lora: { scaling: number; rank: number; dropout: boolean } | null;
   /**
    * The weight is int8 (inputs `<module>.weight_int8` `[in, out]` and
-   * `<module>.weight_scale` `[out]`, see quantize.ts); forward passes only.
+   * `<module>.weight_scale` `[out]`, see quantize.ts; for a backward pass also
+   * `<module>.weight_int8_t` `[out, in]`). Frozen modules only.
    */
   int8?: boolean;
 }
@@ -76,6 +88,12 @@ export interface GraphPlan {
   trainableNorms: ReadonlySet<string>;
   /** Attention runs over the heads in this many groups (default 1: all at once). */
   headGroups?: number;
+  /**
+   * The kernel of int8 modules: "MatMulInteger" (default: standard-domain ops, what the
+   * export writes) or "DynamicQuantizeMatMul" (com.microsoft, the engine's; it also has
+   * a backward pass).
+   */
+  int8Kernel?: "MatMulInteger" | "DynamicQuantizeMatMul";
 }
 
 export const LAYER_LINEARS = [
@@ -130,6 +148,8 @@ export function layerPrefix(i: number): string {
 
 interface LinearSaved {
   x: string;
+  inF: number;
+  outF: number;
   /** LoRA input after dropout, and its A projection. */
   u?: string;
   a?: string;
@@ -307,15 +327,20 @@ export class EsmGraph {
     if (p.int8) {
       const wq = g.input(this.names(int8WeightName(module)), "int8", [inF, outF]);
       const scales = this.param(int8ScaleName(module), [outF]);
-      y = int8MatMul(g, x, wq, scales);
-      if (p.hasBias) y = g.op("Add", [y, this.param(`${module}.bias`, [outF])]);
+      const bias = p.hasBias ? this.param(`${module}.bias`, [outF]) : undefined;
+      if (this.plan.int8Kernel === "DynamicQuantizeMatMul") {
+        y = int8DynamicMatMul(g, x, wq, scales, bias);
+      } else {
+        y = int8MatMul(g, x, wq, scales);
+        if (bias) y = g.op("Add", [y, bias]);
+      }
     } else {
       const w = this.param(`${module}.weight`, [inF, outF]);
       const inputs = [x, w];
       if (p.hasBias) inputs.push(this.param(`${module}.bias`, [outF]));
       y = g.op("Gemm", inputs);
     }
-    const s: LinearSaved = { x };
+    const s: LinearSaved = { x, inF, outF };
     if (p.lora) {
       const r = p.lora.rank;
       const aT = this.param(`${module}.lora_A.weight`, [inF, r]);
@@ -342,14 +367,24 @@ export class EsmGraph {
   private linearBack(module: string, s: LinearSaved, dy: string, wantDx: boolean): string | null {
     const g = this.g;
     const p = this.modulePlan(module);
-    if (p.int8) throw new Error(`No backward pass through the int8 weight of ${module}`);
-    const w = this.names(`${module}.weight`);
-    if (p.trainable) {
-      this.grad(`${module}.weight`, g.op("Gemm", [s.x, dy], { transA: 1 }));
-      if (p.hasBias)
-        this.grad(`${module}.bias`, g.op("ReduceSum", [dy, g.i64([0])], { keepdims: 0 }));
+    let dx: string | null = null;
+    if (p.int8) {
+      if (p.trainable || this.plan.int8Kernel !== "DynamicQuantizeMatMul") {
+        throw new Error(`No backward pass through the int8 weight of ${module} in this plan`);
+      }
+      if (wantDx) {
+        const wqT = g.input(this.names(int8WeightTName(module)), "int8", [s.outF, s.inF]);
+        dx = int8BackwardMatMul(g, dy, wqT, this.names(int8ScaleName(module)));
+      }
+    } else {
+      const w = this.names(`${module}.weight`);
+      if (p.trainable) {
+        this.grad(`${module}.weight`, g.op("Gemm", [s.x, dy], { transA: 1 }));
+        if (p.hasBias)
+          this.grad(`${module}.bias`, g.op("ReduceSum", [dy, g.i64([0])], { keepdims: 0 }));
+      }
+      if (wantDx) dx = g.op("Gemm", [dy, w], { transB: 1 });
     }
-    let dx = wantDx ? g.op("Gemm", [dy, w], { transB: 1 }) : null;
     if (p.lora) {
       const aT = this.names(`${module}.lora_A.weight`);
       const bT = this.names(`${module}.lora_B.weight`);

@@ -12,7 +12,7 @@ import { ConfigError } from "../errors";
 export interface OrtTensor {
   readonly type: string;
   readonly dims: readonly number[];
-  readonly data: Float32Array | Int32Array | Uint8Array;
+  readonly data: Float32Array | Int32Array | Uint8Array | Int8Array;
 }
 
 interface NativeSession {
@@ -30,7 +30,7 @@ interface NativeSession {
 interface OrtModule {
   Tensor: new (
     type: string,
-    data: Float32Array | Int32Array | Uint8Array,
+    data: Float32Array | Int32Array | Uint8Array | Int8Array,
     dims: readonly number[],
   ) => OrtTensor;
   binding: { InferenceSession: new () => NativeSession };
@@ -143,6 +143,10 @@ export function floatTensor(data: Float32Array, dims: readonly number[]): OrtTen
 
 export function int32Tensor(data: Int32Array, dims: readonly number[]): OrtTensor {
   return new (requireOrt().Tensor)("int32", data, dims);
+}
+
+export function int8Tensor(data: Int8Array, dims: readonly number[]): OrtTensor {
+  return new (requireOrt().Tensor)("int8", data, dims);
 }
 
 export function boolScalar(value: boolean): OrtTensor {

@@ -13,6 +13,36 @@ export const ENGINE_CHOICES = ["auto", "onnx", "tfjs"] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
 export type EngineName = Exclude<EngineChoice, "auto">;
 
+/** How the frozen base's Linear weights are held by the onnx engine (see quantize.ts). */
+export const QUANTIZE_CHOICES = ["none", "int8"] as const;
+export type Quantize = (typeof QUANTIZE_CHOICES)[number];
+
+export function parseQuantize(value: string, origin: string): Quantize {
+  if ((QUANTIZE_CHOICES as readonly string[]).includes(value)) return value as Quantize;
+  throw new ConfigError(
+    `Unknown quantize "${value}" (${origin}); expected one of: ${QUANTIZE_CHOICES.join(", ")}`,
+    { value },
+  );
+}
+
+/** `ESMKIT_QUANTIZE` when set (checked), else undefined. */
+export function quantizeFromEnv(): Quantize | undefined {
+  const v = process.env.ESMKIT_QUANTIZE;
+  return v ? parseQuantize(v, "ESMKIT_QUANTIZE") : undefined;
+}
+
+/**
+ * The tfjs engine has no quantized base: `quantize` other than "none" needs the onnx
+ * engine. Throws a ConfigError saying so when `engine` is tfjs.
+ */
+export function checkQuantizeEngine(quantize: Quantize | undefined, engine: EngineDecision): void {
+  if ((quantize ?? "none") === "none" || engine.name === "onnx") return;
+  throw new ConfigError(
+    `quantize "${quantize}" needs the onnx engine, but the ${engine.reason}; use engine onnx (--engine onnx, ESMKIT_ENGINE=onnx) or quantize "none"`,
+    { quantize, engine: engine.name },
+  );
+}
+
 export function parseEngineChoice(value: string, origin: string): EngineChoice {
   if ((ENGINE_CHOICES as readonly string[]).includes(value)) return value as EngineChoice;
   throw new ConfigError(
@@ -33,14 +63,24 @@ export interface EngineDecision {
   reason: string;
 }
 
-/** Picks the engine for `choice` given the active TensorFlow.js backend name. */
+/**
+ * Picks the engine for `choice` given the active TensorFlow.js backend name; with
+ * `quantize` int8, "auto" takes onnx (the only engine with a quantized base) when it loads.
+ */
 export function resolveEngine(
   choice: EngineChoice | undefined,
   backendName: string,
+  quantize?: Quantize,
 ): EngineDecision {
   const c = choice ?? "auto";
   if (c === "tfjs") return { name: "tfjs", reason: "engine tfjs (asked for)" };
   const ort = loadOrt();
+  if (c === "auto" && ort && (quantize ?? "none") !== "none") {
+    return {
+      name: "onnx",
+      reason: `engine onnx (auto: quantize ${quantize} needs it; onnxruntime-node ${ort.version})`,
+    };
+  }
   if (c === "onnx") {
     if (!ort) {
       throw new ConfigError(

@@ -15,10 +15,14 @@ import type { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
 import { OnnxEsmEngine } from "../onnx/engine";
 import {
+  checkQuantizeEngine,
   checkThreads,
   defaultThreads,
   type EngineChoice,
   type EngineName,
+  parseQuantize,
+  type Quantize,
+  quantizeFromEnv,
   resolveEngine,
 } from "../onnx/select";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
@@ -34,6 +38,11 @@ export interface EsmPredictorOptions {
   engine?: EngineChoice;
   /** onnxruntime threads; default `ESMKIT_THREADS` or every core. */
   threads?: number;
+  /**
+   * "int8": the encoder's Linear weights run as int8 (onnx engine; src/onnx/quantize.ts);
+   * default `ESMKIT_QUANTIZE`, then "none".
+   */
+  quantize?: Quantize;
 }
 
 export interface EsmPredictor extends Predictor {
@@ -43,6 +52,8 @@ export interface EsmPredictor extends Predictor {
   readonly engineName: EngineName;
   /** The onnx engine when it runs the forward passes. */
   readonly onnx?: OnnxEsmEngine;
+  /** How the weights are held ("int8": the encoder's Linears). */
+  readonly quantize: Quantize;
   dispose(): void;
 }
 
@@ -64,7 +75,12 @@ export async function loadEsmPredictor(
 ): Promise<EsmPredictor> {
   const backend = await ensureBackend();
   const { engine: engineChoice, threads } = engineOptions(options);
-  const decision = resolveEngine(engineChoice, backend.name);
+  const quantize =
+    options.quantize === undefined
+      ? (quantizeFromEnv() ?? "none")
+      : parseQuantize(options.quantize, "quantize");
+  const decision = resolveEngine(engineChoice, backend.name, quantize);
+  checkQuantizeEngine(quantize, decision);
   const warn = options.onWarning ?? ((m: string) => process.stderr.write(`${m}\n`));
   const isAdapter =
     existsSync(path.join(dir, ADAPTER_CONFIG)) && !existsSync(path.join(dir, "config.json"));
@@ -88,7 +104,8 @@ export async function loadEsmPredictor(
     ? await EsmTokenizer.fromDirectory(dir)
     : new EsmTokenizer();
   const maxLength = options.maxLength ?? tokenizer.modelMaxLength ?? 1024;
-  const onnx = decision.name === "onnx" ? new OnnxEsmEngine(model, { threads }) : undefined;
+  const onnx =
+    decision.name === "onnx" ? new OnnxEsmEngine(model, { threads, quantize }) : undefined;
   const n = model.config.numLabels;
   const labels = Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? String(i));
   return {
@@ -136,6 +153,7 @@ export async function loadEsmPredictor(
     },
     engineName: decision.name,
     onnx,
+    quantize,
     dispose() {
       onnx?.dispose();
       model.dispose();

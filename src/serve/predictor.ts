@@ -24,22 +24,28 @@ export interface Predictor {
   dispose?(): void | Promise<void>;
 }
 
-export type PredictorLoader = (dir: string) => Promise<Predictor>;
+/** What the command line may set about how the model runs. */
+export interface PredictorLoadOptions {
+  /** "int8": a quantized base (onnx engine); default `ESMKIT_QUANTIZE`, then "none". */
+  quantize?: "none" | "int8";
+}
+
+export type PredictorLoader = (dir: string, options?: PredictorLoadOptions) => Promise<Predictor>;
 
 /**
  * The ESM-2 loader: the model runs in worker threads (`ESMKIT_WORKERS`, default
  * min(2, cores); 0 runs it on the main thread). Imported lazily: the HTTP layer does
  * not need TensorFlow.js.
  */
-const esm2: PredictorLoader = async (dir) => {
+const esm2: PredictorLoader = async (dir, options = {}) => {
   const raw = process.env.ESMKIT_WORKERS;
   const workers = raw === undefined || raw === "" ? undefined : Number(raw);
   if (workers === 0) {
     const { loadEsmPredictor } = await import("./model-predictor");
-    return loadEsmPredictor(dir);
+    return loadEsmPredictor(dir, options);
   }
   const { loadWorkerPredictor } = await import("./worker-predictor");
-  return loadWorkerPredictor(dir, { workers });
+  return loadWorkerPredictor(dir, { ...options, workers });
 };
 
 let loader: PredictorLoader = esm2;
@@ -53,6 +59,6 @@ export function setPredictorLoader(fn: PredictorLoader | undefined): void {
 }
 
 /** Load the predictor for a model directory with the registered loader. */
-export function loadPredictor(dir: string): Promise<Predictor> {
-  return loader(dir);
+export function loadPredictor(dir: string, options?: PredictorLoadOptions): Promise<Predictor> {
+  return options === undefined ? loader(dir) : loader(dir, options);
 }

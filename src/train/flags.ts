@@ -14,7 +14,7 @@
  */
 import { BACKEND_NAMES } from "../backend";
 import { DEFAULT_LORA } from "../lora/lora";
-import { ENGINE_CHOICES } from "../onnx/select";
+import { ENGINE_CHOICES, QUANTIZE_CHOICES } from "../onnx/select";
 import { camelCase, flag, type Kind, type Values } from "../util/flags";
 import type { FineTuneOptions } from "./run";
 import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./trainer";
@@ -125,6 +125,11 @@ export const TRAIN_FLAGS = {
     { defaultText: "ESMKIT_ENGINE, else auto" },
   ),
   threads: flag.int("onnxruntime threads (onnx engine)", { min: 1, defaultText: "all cores" }),
+  quantize: flag.choice(
+    QUANTIZE_CHOICES,
+    "frozen base weights: none (float32) or int8 (onnx engine, LoRA; adapters and model/ stay float32)",
+    { defaultText: "ESMKIT_QUANTIZE, else none" },
+  ),
   workers: flag.int("tfjs engine: threads for the accumulation micro-batches (LoRA)", {
     min: 1,
     default: 1,

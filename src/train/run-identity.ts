@@ -26,6 +26,7 @@ export const IDENTITY_LABELS: Readonly<Record<string, string>> = {
   trainData: "training examples (train.parquet, --max-length, --limit-train)",
   evalData: "evaluation examples (test.parquet, --max-length, --limit-eval)",
   maxLength: "max length (--max-length)",
+  quantize: "quantized frozen base (--quantize)",
   seed: "seed (--seed)",
   lora: "LoRA (--no-lora for full fine-tuning)",
   loraRank: "LoRA rank (--lora-rank)",

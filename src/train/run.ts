@@ -18,7 +18,16 @@ import { ESM2_PRESET_NAMES, type Esm2PresetName, esm2Config } from "../model/con
 import { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
 import { OnnxEsmEngine } from "../onnx/engine";
-import { checkThreads, defaultThreads, type EngineChoice, resolveEngine } from "../onnx/select";
+import {
+  checkQuantizeEngine,
+  checkThreads,
+  defaultThreads,
+  type EngineChoice,
+  parseQuantize,
+  type Quantize,
+  quantizeFromEnv,
+  resolveEngine,
+} from "../onnx/select";
 import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 import type { Example } from "./batching";
 import type { EvalResult } from "./evaluate";
@@ -50,6 +59,12 @@ export interface FineTuneOptions extends Partial<TrainConfig> {
   engine?: EngineChoice;
   /** onnxruntime threads (onnx engine); default: every core. */
   threads?: number;
+  /**
+   * "int8": the frozen base's encoder Linears run as int8 (onnx engine, LoRA only; see
+   * src/onnx/quantize.ts); the adapter and the merged model are saved in float32 as
+   * always (the merge uses the float base). Default `ESMKIT_QUANTIZE`, then "none".
+   */
+  quantize?: Quantize;
   /**
    * true: continue the run in `out` (same settings, see run-identity.ts); "auto":
    * continue it if there is one, else start (the SageMaker container); default false.
@@ -230,6 +245,19 @@ async function fineTuneLocked(
       maxLength,
     });
   }
+  // Settings that cannot work together fail before anything heavy is loaded.
+  const quantize =
+    options.quantize === undefined
+      ? (quantizeFromEnv() ?? "none")
+      : parseQuantize(options.quantize, "quantize");
+  if (quantize !== "none" && options.lora === false) {
+    throw new ConfigError(
+      `quantize "${quantize}" keeps the base model frozen; full fine-tuning (lora false, --no-lora) trains it. Use LoRA or quantize "none"`,
+      { quantize },
+    );
+  }
+  const decision = resolveEngine(options.engine, backend.name, quantize);
+  checkQuantizeEngine(quantize, decision);
   const data = await loadPrepared(options.data);
   const trainSet = examplesFrom(data.train, {
     maxLength,
@@ -255,11 +283,12 @@ async function fineTuneLocked(
     model: weightsFingerprint(model.namedVariables()),
     task: `sequence classification, ${model.config.numLabels} labels${column ? ` (label column ${column})` : ""}`,
     maxLength,
+    // Recorded only when set, so runs from before the option resume unchanged.
+    ...(quantize !== "none" ? { quantize } : {}),
   };
   let lora: LoraModel | undefined;
   let pool: GradientPool | undefined;
   let engine: OnnxEsmEngine | undefined;
-  const decision = resolveEngine(options.engine, backend.name);
   const threads =
     options.threads === undefined ? defaultThreads() : checkThreads(options.threads, "threads");
   say(decision.name === "onnx" ? `${decision.reason}, ${threads} thread(s)` : decision.reason);
@@ -298,7 +327,12 @@ async function fineTuneLocked(
     }
     const workers = options.workers ?? 1;
     if (decision.name === "onnx") {
-      engine = new OnnxEsmEngine(model, { lora, threads });
+      engine = new OnnxEsmEngine(model, { lora, threads, quantize });
+      if (quantize === "int8") {
+        say(
+          `int8 base: the encoder's frozen Linear weights run as int8 (${engine.int8Range.reason}); LoRA, the classifier and LayerNorms stay float32`,
+        );
+      }
       if (workers > 1)
         say(`--workers is for the tfjs engine; onnxruntime uses ${threads} thread(s)`);
     } else if (workers > 1 && lora && (options.gradientAccumulationSteps ?? 1) >= 2) {
@@ -345,6 +379,7 @@ async function fineTuneLocked(
         randomWeights,
         backend: backend.name,
         engine: decision.name,
+        quantize,
         steps: result.step,
         trainExamples: trainSet.length,
         evalExamples: evalSet.length,

@@ -170,6 +170,7 @@ const SAMPLES: Record<string, string | boolean> = {
   backend: "wasm",
   engine: "onnx",
   threads: "2",
+  quantize: "int8",
   overwrite: true,
 };
 
