@@ -93,6 +93,9 @@ test("esmkit kernel: nbconvert runs a notebook whose figures, progress and live 
         // Typed imports resolve too (tslab type-checks cells): a wrong type would fail the cell.
         'import { ESM2_VOCAB } from "esmkit";\nimport { lossChart } from "esmkit/build/src/display";\nconst vocab: number = ESM2_VOCAB.length;\ndisplay.plotly(lossChart([{ type: "step", step: 1, loss: 0.7 }]));\nconsole.log("vocab", vocab, process.env.ESMKIT_BACKEND, process.env.ESMKIT_THREADS);',
         'const bar = display.progress("tokenize", 10, { throttleMs: 0 });\nfor (let i = 1; i <= 10; i++) bar.update(i);\nbar.finish("ok");',
+        // A variable typed by one of esmkit's dependencies (a polars DataFrame), which the
+        // notebook folder does not install: tslab's declaration emit must be able to name it.
+        'import { classBalance } from "esmkit";\nconst { pl: polars } = require("esmkit");\nconst balance = classBalance({ train: polars.DataFrame({ label: [0, 1, 1] }), test: polars.DataFrame({ label: [0] }) });\nconsole.log("balance rows", balance.height);',
         'const chart = display.liveChart({ throttleMs: 0 });\nfor (let s = 1; s <= 5; s++) chart.push({ type: "step", step: s, loss: 1 / s, lr: 1e-4, epoch: s / 5 });\nchart.push({ type: "eval", step: 5, epoch: 1, metrics: { loss: 0.3, accuracy: 0.9, f1: 0.8 } });\nchart.finish();',
       ]),
     ),
@@ -153,9 +156,12 @@ test("esmkit kernel: nbconvert runs a notebook whose figures, progress and live 
   assert.match(plain(outputs[2]![0]!), /^tokenize 100% 10\/10 done in [\d.]+s ok$/);
   assert.match(html(outputs[2]![0]!), /<progress value="10" max="10"/);
 
-  // Cell 3: the live chart is one output holding the final figure.
-  assert.equal(outputs[3]!.length, 1);
-  const live = outputs[3]![0]!.data!["application/vnd.plotly.v1+json"] as {
+  // Cell 3: the polars frame's type could be named (TS2742 otherwise) and it ran.
+  assert.equal(outputs[3]!.map(text).join("").trim(), "balance rows 3");
+
+  // Cell 4: the live chart is one output holding the final figure.
+  assert.equal(outputs[4]!.length, 1);
+  const live = outputs[4]![0]!.data!["application/vnd.plotly.v1+json"] as {
     data: { name: string; x: number[]; y: number[] }[];
   };
   const byName = Object.fromEntries(live.data.map((tr) => [tr.name, tr]));
