@@ -190,8 +190,10 @@ function figureOutput(
   if (takePlotlyJs(sinkScope(sink), options.includePlotlyJs)) {
     sink.write({ data: plotlyJsBundle(), metadata: {}, transient: {} }, false);
   }
-  const bar = () => progressBar(sink, title, 0, { now, throttleMs: options.throttleMs });
-  const steps = options.progress === false ? undefined : stepProgress(bar());
+  const steps =
+    options.progress === false
+      ? undefined
+      : stepProgress(progressBar(sink, title, 0, { now, throttleMs: options.throttleMs }));
   const channel = new DisplayChannel(sink);
   const draw = (final: boolean) => {
     const figure = trainingChart(events, { title, metrics: options.metrics });

@@ -174,24 +174,35 @@ const shotPath = (name: string) => {
   return path.join(SCREENSHOTS, `jupyterlab-${name}.png`);
 };
 
-/** Screenshots of the current notebook's chart outputs, or of the cell holding `cellWith`. */
-async function shoot(page: Page, name: string, cellWith?: string): Promise<void> {
+/** Screenshots of the current notebook's chart outputs. */
+async function shoot(page: Page, name: string): Promise<void> {
   const panel = `[id="${await probe<string>(page, "panelId")}"]`;
-  const targets = cellWith
-    ? [page.locator(`${panel} .jp-CodeCell`).filter({ has: page.locator(cellWith) })]
-    : [
-        page
-          .locator(`${panel} .jp-OutputArea-output`)
-          .filter({ has: page.locator(".main-svg, .esmkit-plotly") }),
-      ];
-  for (const target of targets) {
-    const n = await target.count();
-    for (let i = 0; i < n; i++) {
-      const el = target.nth(i);
-      await el.evaluate((node) => node.scrollIntoView({ block: "start" }));
-      await el.screenshot({ path: shotPath(n === 1 ? name : `${name}-${i + 1}`) });
-    }
+  const charts = page
+    .locator(`${panel} .jp-OutputArea-output`)
+    .filter({ has: page.locator(".main-svg, .esmkit-plotly") });
+  const n = await charts.count();
+  for (let i = 0; i < n; i++) {
+    const el = charts.nth(i);
+    await el.evaluate((node) => node.scrollIntoView({ block: "start" }));
+    await el.screenshot({ path: shotPath(n === 1 ? name : `${name}-${i + 1}`) });
   }
+}
+
+/** The progress bar and the live chart under it, in one picture (docs/). */
+async function shootLiveChart(page: Page, name: string): Promise<void> {
+  const panel = `[id="${await probe<string>(page, "panelId")}"]`;
+  const bar = page.locator(`${panel} .jp-OutputArea-child`).filter({
+    has: page.locator(".esmkit-progress"),
+  });
+  await bar.evaluate((node) => node.scrollIntoView({ block: "start" }));
+  const chart = page
+    .locator(`${panel} .jp-OutputArea-child`)
+    .filter({ has: page.locator(".main-svg") })
+    .filter({ hasText: LIVE_TITLE });
+  const [a, b] = [await bar.boundingBox(), await chart.first().boundingBox()];
+  if (!a || !b) return;
+  const clip = { x: a.x, y: a.y, width: Math.max(a.width, b.width), height: b.y + b.height - a.y };
+  await page.screenshot({ path: shotPath(name), clip });
 }
 
 /** One renderer: run, save, reload and check the three notebooks. */
@@ -277,6 +288,7 @@ async function labPass(
   const steps = liveFigure.data.find((tr) => tr.name === "train loss")!.x.length;
   assert.ok(steps >= 2, `${steps} steps`);
   const seen = [...new Set(live.points)];
+  t.diagnostic(`live chart: train loss points seen while training ${JSON.stringify(seen)}`);
   expect(
     seen.some((n) => n > 0 && n < steps) && live.points.at(-1) === steps,
     `live chart: train loss points seen while training ${JSON.stringify(seen)}; wanted some between 0 and ${steps}, then ${steps}`,
@@ -328,7 +340,7 @@ async function labPass(
       }
     }
     await shoot(page, `${renderer}-${nb.replace(/\.ipynb$/, "")}-reloaded`);
-    if (nb.startsWith("02")) await shoot(page, `${renderer}-02-live-chart`, ".esmkit-progress");
+    if (nb.startsWith("02")) await shootLiveChart(page, `${renderer}-02-live-chart`);
   }
   clock("reload and checks", started);
 

@@ -174,6 +174,12 @@ test("notebooks run on the esmkit kernel under nbconvert and their charts render
     const r = results.get("02-fine-tune-lora.ipynb");
     assert.ok(r, "02-fine-tune-lora.ipynb did not run");
     assert.match(r.stdout, /^(RANDOM WEIGHTS: .* could not be loaded|Pretrained weights: )/m);
+    // The progress bar above the live chart, updated in place to its final state.
+    const bars = r.outputs
+      .map((o) => joined(o.data?.["text/plain"]))
+      .filter((text) => text.startsWith("LoRA fine-tuning "));
+    assert.equal(bars.length, 1, `progress bars: ${bars}`);
+    assert.match(bars[0]!, /^LoRA fine-tuning 100% (\d+)\/\1 done in [\d.]+s epoch /);
     const titles = r.figures.map(titleOf);
     for (const want of [/^LoRA fine-tuning: step \d+/, /^Loss$/, /^Evaluation metrics$/]) {
       assert.ok(
@@ -244,7 +250,9 @@ test("notebooks run on the esmkit kernel under nbconvert and their charts render
       const dom = open(page, ["--dump-dom"]);
       const { plots, svgs } = drawn(dom);
       // (not assert.match: the message would hold the whole page)
-      const missing = /class="esmkit-plotly"[^>]*>plotly\.js is not loaded/.test(dom);
+      const missing = /class="esmkit-plotly"[^>]*>(plotly\.js is not loaded|Chart not drawn)/.test(
+        dom,
+      );
       assert.ok(!missing, `${file}: a figure found no plotly.js in the page`);
       assert.equal(plots, expected, `${file}: ${plots} of ${expected} figures drawn`);
       assert.ok(svgs >= expected, `${file}: ${svgs} main-svg elements for ${expected} figures`);
