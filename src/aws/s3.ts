@@ -11,6 +11,7 @@ import { pipeline } from "node:stream/promises";
 import type { GetObjectCommandOutput } from "@aws-sdk/client-s3";
 import { ConfigError, StorageError } from "../errors";
 import type { TransferProgress } from "../io/storage";
+import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 import { type AwsOptions, libStorage, s3Client, s3Sdk } from "./clients";
 import { awsCall, toAwsError } from "./errors";
 
@@ -238,13 +239,17 @@ export async function downloadFile(
 ): Promise<number> {
   const { stream, size } = await openS3Read(uri, options);
   await mkdir(path.dirname(file), { recursive: true });
-  const partial = `${file}.partial-${process.pid}`;
+  removeDeadTemporariesOf(file);
+  const partial = ownedTemporary(file, "partial");
+  const untrack = trackTemporary(partial);
   try {
     await pipeline(stream, createWriteStream(partial));
     await rename(partial, file);
   } catch (e) {
     await rm(partial, { force: true });
     throw toAwsError("S3 GetObject", e, { uri });
+  } finally {
+    untrack();
   }
   return size ?? (await stat(file)).size;
 }

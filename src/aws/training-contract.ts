@@ -8,7 +8,9 @@
  *        input/config/resourceconfig.json    one host only
  *        input/data/train/                   prepared data (train.parquet, test.parquet)
  *        input/data/model/                   optional base model directory
- *        checkpoints/                        resumed from when it holds a checkpoint
+ *        checkpoints/                        resumed from when it holds a checkpoint of
+ *                                            this run (same settings; another run's
+ *                                            fails the job unless overwrite=true)
  *   out  model/                              merged HF model at the root (what `serve`
  *                                            loads), plus adapter/, metrics.json, history.jsonl
  *        output/data/                        metrics.json and history.jsonl (output.tar.gz)
@@ -19,12 +21,12 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { cp, mkdir, readdir, rename, rm, symlink, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { ConfigError, isEsmKitError } from "../errors";
+import { DEFAULT_BASE_MODEL } from "../train/flags";
 import { type FineTuneOptions, fineTune } from "../train/run";
 import type { TrainEvent } from "../train/trainer";
 import { parseHyperparameters } from "./hyperparameters";
 
 export const SAGEMAKER_ROOT_ENV = "ESMKIT_SM_ROOT";
-export const DEFAULT_BASE_MODEL = "facebook/esm2_t6_8M_UR50D";
 /** fineTune's output folder inside model/ while the job runs. */
 const WORK_DIR = ".esmkit-run";
 
@@ -205,7 +207,7 @@ export async function runTrainingContainer(
     const result = await fineTune({
       ...job.options,
       out: work,
-      resume: true,
+      resume: "auto",
       signal: options.signal,
       onMessage: say,
       onEvent: options.onEvent,

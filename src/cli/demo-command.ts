@@ -1,55 +1,46 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { parseArgs } from "node:util";
 import { describeBackend, selectBackend } from "../backend";
 import { prepare } from "../data/prepare";
 import { parseFasta } from "../serve/fasta";
 import { loadEsmPredictor } from "../serve/model-predictor";
 import { createServer } from "../serve/server";
+import { DEFAULT_BASE_MODEL } from "../train/flags";
 import { fineTune } from "../train/run";
-import type { Command } from "./main";
-import { numberFlag } from "./main";
+import { flag } from "../util/flags";
+import { defineCommand } from "./command";
 import { progressLine } from "./progress";
-
-const USAGE = `Usage: esmkit demo [options]
-
-The whole workflow on the bundled DeepLoc-2.0 sample: prepare -> fine-tune ESM-2
-(8M architecture, LoRA + gradient accumulation + gradient checkpointing, class-weighted
-loss) -> evaluate -> predict six known proteins. Uses facebook/esm2_t6_8M_UR50D when
-the Hugging Face Hub is reachable (or cached), else random weights, and says so.
-
-  --out DIR               output directory                          out/demo
-  --model ID|DIR          base model                 facebook/esm2_t6_8M_UR50D
-  --train-examples N      training proteins used                     384
-  --eval-examples N       test proteins evaluated                     192
-  --max-length N          tokens per protein (cls/eos included)      192
-  --epochs N              1
-  --learning-rate F       5e-4
-`;
 
 const ROOT = path.join(__dirname, "..", "..", "..");
 const SAMPLE = path.join(ROOT, "data", "deeploc-sample.csv");
 const KNOWN = path.join(ROOT, "data", "known-proteins.fasta");
 
-export const demoCommand: Command = {
+export const demoCommand = defineCommand({
+  name: "demo",
   summary: "run the whole workflow on the bundled DeepLoc sample",
-  usage: USAGE,
-  async run(argv) {
-    const { values: v } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        out: { type: "string" },
-        model: { type: "string" },
-        "train-examples": { type: "string" },
-        "eval-examples": { type: "string" },
-        "max-length": { type: "string" },
-        epochs: { type: "string" },
-        "learning-rate": { type: "string" },
-      },
-    });
-    const out = path.resolve(v.out ?? "out/demo");
+  description: `
+The whole workflow on the bundled DeepLoc-2.0 sample: prepare -> fine-tune ESM-2
+(8M architecture, LoRA + gradient accumulation + gradient checkpointing, class-weighted
+loss) -> evaluate -> predict six known proteins. Uses ${DEFAULT_BASE_MODEL} when
+the Hugging Face Hub is reachable (or cached), else random weights, and says so.`,
+  flags: {
+    out: flag.string("output directory", { value: "DIR", default: "out/demo" }),
+    model: flag.string("base model", { value: "ID|DIR", default: DEFAULT_BASE_MODEL }),
+    "train-examples": flag.int("training proteins used", { min: 1, default: 384 }),
+    "eval-examples": flag.int("test proteins evaluated", { min: 1, default: 192 }),
+    "max-length": flag.int("tokens per protein (<cls>/<eos> included)", {
+      min: 3,
+      default: 192,
+    }),
+    epochs: flag.int("epochs", { min: 1, default: 1 }),
+    "learning-rate": flag.float("peak learning rate", {
+      min: 0,
+      minExclusive: true,
+      default: 5e-4,
+    }),
+  },
+  async run(v) {
+    const out = path.resolve(v.out);
     const say = (s: string) => process.stdout.write(`${s}\n`);
     const started = Date.now();
     const backend = await selectBackend();
@@ -67,9 +58,7 @@ export const demoCommand: Command = {
         `train ${stats.splits.train.rows}, test ${stats.splits.test.rows}; balanced class weights ${(stats.classWeights ?? []).map((w) => w.toFixed(3)).join(" / ") || "n/a"}`,
     );
 
-    const model = v.model ?? "facebook/esm2_t6_8M_UR50D";
-    const trainN = numberFlag("train-examples", v["train-examples"]) ?? 384;
-    const evalN = numberFlag("eval-examples", v["eval-examples"]) ?? 192;
+    const { model, "train-examples": trainN, "eval-examples": evalN } = v;
     say(
       `\n2. Fine-tune ${model} with LoRA (r 8, alpha 16, query/key/value), accumulation 2, checkpointing`,
     );
@@ -78,16 +67,17 @@ export const demoCommand: Command = {
     const result = await fineTune({
       data: path.join(out, "data"),
       out: path.join(out, "run"),
+      overwrite: true, // each demo run starts afresh, as its prepare step does
       model,
       randomIfUnavailable: true,
       lora: { rank: 8, alpha: 16, dropout: 0.05, targetModules: ["query", "key", "value"] },
-      learningRate: numberFlag("learning-rate", v["learning-rate"], "float") ?? 5e-4,
+      learningRate: v["learning-rate"],
       batchSize: 8,
-      epochs: numberFlag("epochs", v.epochs) ?? 1,
+      epochs: v.epochs,
       gradientAccumulationSteps: 2,
       gradientCheckpointing: true,
       warmupRatio: 0.1,
-      maxLength: numberFlag("max-length", v["max-length"]) ?? 192,
+      maxLength: v["max-length"],
       limitTrain: trainN,
       limitEval: evalN,
       onMessage: (m) => {
@@ -164,4 +154,4 @@ export const demoCommand: Command = {
     say(`demo finished in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     return 0;
   },
-};
+});

@@ -1,68 +1,44 @@
 import { writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { ensureBackend } from "../backend";
 import { loadPrepared } from "../data/frame";
-import { ConfigError } from "../errors";
 import { loadEsmPredictor } from "../serve/model-predictor";
 import { evaluate } from "../train/evaluate";
 import { examplesFrom } from "../train/run";
-import type { Command } from "./main";
-import { numberFlag } from "./main";
+import { flag } from "../util/flags";
+import { defineCommand } from "./command";
 
-const USAGE = `Usage: esmkit evaluate --model DIR --data DIR [options]
-
-Evaluate a fine-tuned model (Hugging Face directory, or a PEFT adapter directory) on
-a prepared split: loss, accuracy, precision, recall, F1, MCC, ROC-AUC, confusion matrix.
-
-  --model DIR            fine-tuned model directory                    required
-  --data DIR             output of "esmkit prepare"                    required
-  --split NAME           train | test                                  test
-  --batch-size N         16
-  --max-length N         512
-  --limit N              only the first N examples
-  --out FILE             also write the metrics as JSON
-`;
-
-export const evaluateCommand: Command = {
+export const evaluateCommand = defineCommand({
+  name: "evaluate",
   summary: "metrics of a fine-tuned model on prepared data",
-  usage: USAGE,
-  async run(argv) {
-    const { values: v } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: "string" },
-        data: { type: "string" },
-        split: { type: "string" },
-        "batch-size": { type: "string" },
-        "max-length": { type: "string" },
-        limit: { type: "string" },
-        out: { type: "string" },
-      },
-    });
-    if (!v.model || !v.data) {
-      process.stderr.write(`esmkit evaluate: --model and --data are required\n\n${USAGE}`);
-      return 2;
-    }
-    const split = v.split ?? "test";
-    if (split !== "test" && split !== "train") {
-      throw new ConfigError(`--split must be train or test, got "${split}"`, { split });
-    }
+  description: `
+Evaluate a fine-tuned model (Hugging Face directory, or a PEFT adapter directory) on
+a prepared split: the unweighted loss (unweightedLoss: mean cross-entropy, every example
+counting once; training's metrics.json also has the class-weighted weightedLoss),
+accuracy, precision, recall, F1, MCC, ROC-AUC, confusion matrix.`,
+  flags: {
+    model: flag.string("fine-tuned model directory", { value: "DIR", required: true }),
+    data: flag.string('output of "esmkit prepare"', { value: "DIR", required: true }),
+    split: flag.choice(["train", "test"], "which split", { default: "test" }),
+    "batch-size": flag.int("sequences per model call", { min: 1, default: 16 }),
+    "max-length": flag.int("tokens per sequence, <cls>/<eos> included", { min: 3, default: 512 }),
+    limit: flag.int("only the first N examples", { min: 1 }),
+    out: flag.string("also write the metrics as JSON", { value: "FILE" }),
+  },
+  async run(v) {
     await ensureBackend();
     const data = await loadPrepared(v.data);
-    const examples = examplesFrom(data[split], {
-      maxLength: numberFlag("max-length", v["max-length"]) ?? 512,
-      limit: numberFlag("limit", v.limit),
-      where: `${v.data}/${split}.parquet`,
+    const examples = examplesFrom(data[v.split], {
+      maxLength: v["max-length"],
+      limit: v.limit,
+      where: `${v.data}/${v.split}.parquet`,
     });
     const predictor = await loadEsmPredictor(v.model);
     try {
       const result = evaluate(predictor.model, examples, {
-        batchSize: numberFlag("batch-size", v["batch-size"]) ?? 16,
+        batchSize: v["batch-size"],
         engine: predictor.onnx,
       });
-      const json = `${JSON.stringify({ model: v.model, data: v.data, split, examples: examples.length, metrics: result.metrics }, null, 2)}\n`;
+      const json = `${JSON.stringify({ model: v.model, data: v.data, split: v.split, examples: examples.length, metrics: result.metrics }, null, 2)}\n`;
       process.stdout.write(json);
       if (v.out) writeFileSync(v.out, json);
       return 0;
@@ -70,4 +46,4 @@ export const evaluateCommand: Command = {
       predictor.dispose();
     }
   },
-};
+});

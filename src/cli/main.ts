@@ -1,9 +1,10 @@
 /**
  * `esmkit <command>`: the command-line face of the library. Each command parses its
- * flags strictly (unknown flags are errors) and maps library errors to exit codes:
- * 2 for bad usage or input, 1 for anything unexpected.
+ * flags strictly from its declared table (src/cli/command.ts) and this maps library
+ * errors to exit codes: 2 for bad usage or input, 1 for anything unexpected.
  */
 import { isEsmKitError } from "../errors";
+import { defineGroup } from "./command";
 import { demoCommand } from "./demo-command";
 import { evaluateCommand } from "./evaluate-command";
 import { kernelCommand } from "./kernel-command";
@@ -13,75 +14,35 @@ import { sagemakerCommand } from "./sagemaker-command";
 import { serveCommand } from "./serve-command";
 import { trainCommand } from "./train-command";
 
-export interface Command {
-  summary: string;
-  usage: string;
-  run(argv: string[]): Promise<number>;
-}
-
-const COMMANDS: Record<string, Command> = {
-  prepare: prepareCommand,
-  train: trainCommand,
-  evaluate: evaluateCommand,
-  demo: demoCommand,
-  kernel: kernelCommand,
-  predict: predictCommand,
-  serve: serveCommand,
-  sagemaker: sagemakerCommand,
-};
-
-function help(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
-  return `Usage: esmkit <command> [options]\n\nCommands:\n${lines.join("\n")}\n\nRun "esmkit <command> --help" for the options of a command.\n`;
-}
+export const esmkit = defineGroup({
+  name: "",
+  summary: "fine-tune ESM-2 and serve it",
+  commands: [
+    prepareCommand,
+    trainCommand,
+    evaluateCommand,
+    demoCommand,
+    kernelCommand,
+    predictCommand,
+    serveCommand,
+    sagemakerCommand,
+  ],
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === "--help" || name === "-h" || name === "help") {
-    process.stdout.write(help());
-    return name ? 0 : 2;
-  }
-  if (name === "--version") {
+  if (argv[0] === "--version") {
     process.stdout.write(`${require("../../../package.json").version}\n`);
     return 0;
   }
-  const command = COMMANDS[name];
-  if (!command) {
-    process.stderr.write(
-      `esmkit: unknown command "${name}"; expected one of: ${Object.keys(COMMANDS).join(", ")}\n`,
-    );
-    return 2;
-  }
-  if ((rest.includes("--help") || rest.includes("-h")) && name !== "sagemaker") {
-    process.stdout.write(command.usage);
-    return 0;
-  }
+  const where = esmkit.commands.has(argv[0] ?? "") ? `esmkit ${argv[0]}` : "esmkit";
   try {
-    return await command.run(rest);
+    return await esmkit.run(argv);
   } catch (e) {
     if (isEsmKitError(e) || (e as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) {
-      process.stderr.write(`esmkit ${name}: ${(e as Error).message}\n`);
+      process.stderr.write(`${where}: ${(e as Error).message}\n`);
       return 2;
     }
-    process.stderr.write(`esmkit ${name}: unexpected error: ${(e as Error).stack ?? e}\n`);
+    process.stderr.write(`${where}: unexpected error: ${(e as Error).stack ?? e}\n`);
     return 1;
   }
-}
-
-/** Parse a numeric flag, failing with the flag name and the bad value. */
-export function numberFlag(
-  name: string,
-  value: string | undefined,
-  kind: "int" | "float" = "int",
-): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || (kind === "int" && !Number.isInteger(n))) {
-    const err = new Error(
-      `--${name} expects ${kind === "int" ? "an integer" : "a number"}, got "${value}"`,
-    );
-    (err as NodeJS.ErrnoException).code = "ERR_PARSE_ARGS_INVALID_OPTION_VALUE";
-    throw err;
-  }
-  return n;
 }

@@ -1,7 +1,7 @@
 import { once } from "node:events";
-import { createWriteStream, type WriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
-import { parseArgs } from "node:util";
+import { constants, createWriteStream, type WriteStream } from "node:fs";
+import { access, rename, rm, stat } from "node:fs/promises";
+import * as path from "node:path";
 import { readCsv } from "../data/csv";
 import { ConfigError, DataError } from "../errors";
 import { openRead, readText } from "../io/storage";
@@ -9,30 +9,9 @@ import { parseFasta, quoteId } from "../serve/fasta";
 import { toPrediction } from "../serve/prediction";
 import { loadPredictor, type Predictor } from "../serve/predictor";
 import { normaliseSequence, TOO_LONG_POLICIES, type TooLongPolicy } from "../serve/sequences";
-import type { Command } from "./main";
-import { numberFlag } from "./main";
-
-const USAGE = `Usage: esmkit predict --model DIR (--sequence S | --fasta FILE | --csv FILE) [options]
-
-Classify protein sequences; one output row per sequence, in input order.
-
-  --model DIR               model directory                                required
-  --sequence S              a sequence (repeatable; ids seq1, seq2, ...)
-  --fasta FILE|URL          FASTA: multi-line records, lowercase, a final "*", CRLF
-  --csv FILE|URL            CSV with an id and a sequence column
-  --id-column NAME          CSV id column (without it: "id", else the row number)
-  --sequence-column NAME    CSV sequence column                            sequence
-  --format jsonl|csv        output format                                  jsonl
-  --out FILE                output file (written whole or not at all)      stdout
-  --batch-size N            sequences per model call                       8
-  --too-long POLICY         truncate | reject sequences over the model's   truncate
-                            max length (truncated rows say "truncated": true)
-  --quiet                   no summary on stderr
-
-JSON Lines rows: {"id", "label", "score", "probabilities": {label: p, ...},
-"truncated", "length"}; CSV columns: id, label, score, p_<label> per class,
-truncated, length (residues before truncation).
-`;
+import { flag } from "../util/flags";
+import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
+import { defineCommand } from "./command";
 
 interface InputRecord {
   id: string;
@@ -61,7 +40,7 @@ async function* csvRecords(
   let idIdx = -1;
   let seqIdx = -1;
   let row = 0;
-  for await (const rec of readCsv(input.stream)) {
+  for await (const rec of readCsv(input.stream, { name: input.displayName })) {
     if (!header) {
       header = rec.fields;
       const found = header.map((h) => JSON.stringify(h)).join(", ");
@@ -127,7 +106,9 @@ function openOutput(out: string | undefined): Output {
       async abort() {},
     };
   }
-  const partial = `${out}.partial-${process.pid}`;
+  removeDeadTemporariesOf(out);
+  const partial = ownedTemporary(out, "partial");
+  const untrack = trackTemporary(partial);
   const stream: WriteStream = createWriteStream(partial);
   const failed = once(stream, "error").then(([e]) => {
     throw e;
@@ -141,12 +122,34 @@ function openOutput(out: string | undefined): Output {
     async commit() {
       await Promise.race([close(), failed]);
       await rename(partial, out);
+      untrack();
     },
     async abort() {
       stream.destroy();
       await rm(partial, { force: true });
+      untrack();
     },
   };
+}
+
+/**
+ * Fail before the model loads when --out cannot be written: its folder must exist
+ * (it is not created, so a typo does not make folders) and be writable, and --out
+ * must not be a folder.
+ */
+async function checkOutputFile(out: string): Promise<void> {
+  const dir = path.dirname(path.resolve(out));
+  const bad = (why: string) =>
+    new ConfigError(`--out ${JSON.stringify(out)}: ${why}`, { out, dir });
+  const info = await stat(dir).catch(() => undefined);
+  if (!info) throw bad(`the folder ${dir} does not exist; create it first`);
+  if (!info.isDirectory()) throw bad(`${dir} is not a folder`);
+  await access(dir, constants.W_OK).catch(() => {
+    throw bad(`the folder ${dir} is not writable`);
+  });
+  if ((await stat(out).catch(() => undefined))?.isDirectory()) {
+    throw bad("is a folder; give a file name");
+  }
 }
 
 interface PredictRunOptions {
@@ -225,59 +228,47 @@ async function predictAll(
   return { rows, truncated };
 }
 
-export const predictCommand: Command = {
+export const predictCommand = defineCommand({
+  name: "predict",
   summary: "classify sequences (--sequence, FASTA or CSV) -> JSON Lines or CSV",
-  usage: USAGE,
-  async run(argv) {
-    const { values: v } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: "string" },
-        sequence: { type: "string", multiple: true },
-        fasta: { type: "string" },
-        csv: { type: "string" },
-        "id-column": { type: "string" },
-        "sequence-column": { type: "string" },
-        format: { type: "string" },
-        out: { type: "string" },
-        "batch-size": { type: "string" },
-        "too-long": { type: "string" },
-        quiet: { type: "boolean" },
-      },
-    });
-    const sources = [
-      v.sequence ? "--sequence" : "",
-      v.fasta ? "--fasta" : "",
-      v.csv ? "--csv" : "",
-    ];
-    const given = sources.filter(Boolean);
-    if (!v.model || given.length !== 1) {
-      const why = !v.model
-        ? "--model is required"
-        : given.length === 0
-          ? "give one of --sequence, --fasta, --csv"
-          : `give only one of --sequence, --fasta, --csv (got ${given.join(", ")})`;
-      process.stderr.write(`esmkit predict: ${why}\n\n${USAGE}`);
-      return 2;
-    }
-    const format = v.format ?? "jsonl";
-    if (format !== "jsonl" && format !== "csv") {
-      throw new ConfigError(`--format expects jsonl or csv, got "${format}"`, { format });
-    }
-    const tooLong = v["too-long"] ?? "truncate";
-    if (!TOO_LONG_POLICIES.includes(tooLong as TooLongPolicy)) {
-      throw new ConfigError(
-        `--too-long expects one of ${TOO_LONG_POLICIES.join(", ")}, got "${tooLong}"`,
-        { tooLong },
-      );
-    }
-    const batchSize = numberFlag("batch-size", v["batch-size"]) ?? 8;
-    if (batchSize < 1) throw new ConfigError(`--batch-size must be >= 1, got ${batchSize}`, {});
-    if (v.csv === undefined && (v["id-column"] || v["sequence-column"])) {
-      throw new ConfigError("--id-column and --sequence-column apply to --csv only", {});
-    }
+  description: "Classify protein sequences; one output row per sequence, in input order.",
+  flags: {
+    model: flag.string("model directory", { value: "DIR", required: true }),
+    sequence: flag.repeated("a sequence (ids seq1, seq2, ...)", { value: "S" }),
+    fasta: flag.string('FASTA: multi-line records, lowercase, a final "*", CRLF', {
+      value: "FILE|URL",
+    }),
+    csv: flag.string("CSV with an id and a sequence column", { value: "FILE|URL" }),
+    "id-column": flag.string('CSV id column (without it: "id", else the row number)', {
+      value: "NAME",
+      requires: ["csv"],
+    }),
+    "sequence-column": flag.string("CSV sequence column", {
+      value: "NAME",
+      default: "sequence",
+      requires: ["csv"],
+    }),
+    format: flag.choice(["jsonl", "csv"], "output format", { default: "jsonl" }),
+    out: flag.string("output file (written whole or not at all)", {
+      value: "FILE",
+      defaultText: "stdout",
+    }),
+    "batch-size": flag.int("sequences per model call", { min: 1, default: 8 }),
+    "too-long": flag.choice(
+      TOO_LONG_POLICIES,
+      'sequences over the model\'s max length: truncate (rows say "truncated": true) or reject',
+      { default: "truncate" },
+    ),
+    quiet: flag.bool("no summary on stderr"),
+  },
+  oneOf: [["sequence", "fasta", "csv"]],
+  notes: `
+JSON Lines rows: {"id", "label", "score", "probabilities": {label: p, ...},
+"truncated", "length"}; CSV columns: id, label, score, p_<label> per class,
+truncated, length (residues before truncation).`,
+  async run(v) {
+    const { format, "batch-size": batchSize, "too-long": tooLong } = v;
+    if (v.out !== undefined) await checkOutputFile(v.out);
 
     const started = Date.now();
     const predictor = await loadPredictor(v.model);
@@ -285,15 +276,11 @@ export const predictCommand: Command = {
       ? sequenceRecords(v.sequence)
       : v.fasta
         ? fastaRecords(v.fasta)
-        : csvRecords(v.csv!, v["id-column"], v["sequence-column"] ?? "sequence");
+        : csvRecords(v.csv!, v["id-column"], v["sequence-column"]);
     const output = openOutput(v.out);
     let result: { rows: number; truncated: number };
     try {
-      result = await predictAll(predictor, records, output, {
-        batchSize,
-        tooLong: tooLong as TooLongPolicy,
-        format,
-      });
+      result = await predictAll(predictor, records, output, { batchSize, tooLong, format });
       await output.commit();
     } catch (e) {
       await output.abort();
@@ -308,4 +295,4 @@ export const predictCommand: Command = {
     }
     return 0;
   },
-};
+});

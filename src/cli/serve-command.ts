@@ -1,116 +1,117 @@
-import { parseArgs } from "node:util";
 import { ConfigError } from "../errors";
-import { SERVER_DEFAULTS } from "../serve/config";
+import { resolveServerConfig, SERVER_DEFAULTS, type ServerLimits } from "../serve/config";
 import { loadPredictor } from "../serve/predictor";
-import { TOO_LONG_POLICIES, type TooLongPolicy } from "../serve/sequences";
+import { TOO_LONG_POLICIES } from "../serve/sequences";
 import { createServer, DEFAULT_GRACE_MS } from "../serve/server";
 import { waitForShutdownSignal } from "../serve/shutdown";
-import type { Command } from "./main";
-import { numberFlag } from "./main";
+import { flag } from "../util/flags";
+import { defineCommand } from "./command";
 
-const USAGE = `Usage: esmkit serve [--model DIR] [options]
-
-Serve the model over HTTP with the SageMaker inference contract:
-GET /ping, POST /invocations, GET /execution-parameters.
-
-  --model DIR               model directory                                /opt/ml/model
-  --host HOST               address to bind (containers: 0.0.0.0)          127.0.0.1
-  --port N                  port; without it SAGEMAKER_BIND_TO_PORT, else  8080
-  --max-batch-size N        sequences per model call                       ${SERVER_DEFAULTS.maxBatchSize}
-  --max-wait-ms N           wait for a batch to fill, ms                   ${SERVER_DEFAULTS.maxWaitMs}
-  --max-queue N             sequences waiting before 503 + Retry-After     ${SERVER_DEFAULTS.maxQueue}
-  --timeout-ms N            per request, ms (504 after)                    ${SERVER_DEFAULTS.timeoutMs}
-  --max-sequences N         sequences per request (413 over it)            ${SERVER_DEFAULTS.maxSequencesPerRequest}
-  --max-payload-mb F        request body limit; else SAGEMAKER_MAX_PAYLOAD_IN_MB, else 6
-  --too-long POLICY         truncate (flagged "truncated": true) | reject  truncate
-  --grace-ms N              on SIGTERM/SIGINT, time to finish requests     ${DEFAULT_GRACE_MS}
-  --quiet                   no per-request log lines
-
-Batch Transform (SAGEMAKER_BATCH=true) raises the defaults of --max-sequences to
-${SERVER_DEFAULTS.batchMaxSequencesPerRequest}, --timeout-ms to ${SERVER_DEFAULTS.batchTimeoutMs} and --max-queue to hold full requests.
-`;
-
-function portFrom(flag: string | undefined, env: string | undefined): number {
-  const fromFlag = numberFlag("port", flag);
-  const port = fromFlag ?? (env?.trim() ? Number(env) : 8080);
+/** The port: --port, else SAGEMAKER_BIND_TO_PORT, else 8080. */
+function portFrom(flagged: number | undefined, env: string | undefined): number {
+  if (flagged !== undefined) return flagged;
+  const port = env?.trim() ? Number(env) : 8080;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ConfigError(
-      fromFlag === undefined
-        ? `SAGEMAKER_BIND_TO_PORT=${JSON.stringify(env)} is not a port (0-65535)`
-        : `--port expects 0-65535, got ${port}`,
-      { port: flag ?? env },
-    );
+    throw new ConfigError(`SAGEMAKER_BIND_TO_PORT=${JSON.stringify(env)} is not a port (0-65535)`, {
+      port: env,
+    });
   }
   return port;
 }
 
-export const serveCommand: Command = {
+const D = SERVER_DEFAULTS;
+/** A server limit: the server applies its default (or the SageMaker environment's). */
+const limit = (help: string, shown: number) =>
+  flag.int(help, { min: 1, defaultText: String(shown) });
+
+export const serveCommand = defineCommand({
+  name: "serve",
   summary: "serve the model over HTTP (SageMaker /ping, /invocations)",
-  usage: USAGE,
-  async run(argv) {
-    const { values: v } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        model: { type: "string" },
-        host: { type: "string" },
-        port: { type: "string" },
-        "max-batch-size": { type: "string" },
-        "max-wait-ms": { type: "string" },
-        "max-queue": { type: "string" },
-        "timeout-ms": { type: "string" },
-        "max-sequences": { type: "string" },
-        "max-payload-mb": { type: "string" },
-        "too-long": { type: "string" },
-        "grace-ms": { type: "string" },
-        quiet: { type: "boolean" },
-      },
-    });
-    const tooLong = v["too-long"];
-    if (tooLong !== undefined && !TOO_LONG_POLICIES.includes(tooLong as TooLongPolicy)) {
-      throw new ConfigError(
-        `--too-long expects one of ${TOO_LONG_POLICIES.join(", ")}, got "${tooLong}"`,
-        { tooLong },
-      );
-    }
-    const payloadMb = numberFlag("max-payload-mb", v["max-payload-mb"], "float");
-    const graceMs = numberFlag("grace-ms", v["grace-ms"]) ?? DEFAULT_GRACE_MS;
+  description: `
+Serve the model over HTTP with the SageMaker inference contract:
+GET /ping, POST /invocations, GET /execution-parameters.`,
+  flags: {
+    model: flag.string("model directory", { value: "DIR", default: "/opt/ml/model" }),
+    host: flag.string("address to bind (containers: 0.0.0.0)", {
+      value: "HOST",
+      default: "127.0.0.1",
+    }),
+    port: flag.int("port", {
+      min: 0,
+      max: 65535,
+      defaultText: "SAGEMAKER_BIND_TO_PORT, else 8080",
+    }),
+    "max-batch-size": limit("sequences per model call", D.maxBatchSize),
+    "max-wait-ms": flag.float("wait for a batch to fill, ms", {
+      min: 0,
+      defaultText: String(D.maxWaitMs),
+    }),
+    "max-queue": limit("sequences waiting before 503 + Retry-After", D.maxQueue),
+    "timeout-ms": limit("per request, ms (504 after)", D.timeoutMs),
+    "max-sequences": limit("sequences per request (413 over it)", D.maxSequencesPerRequest),
+    "max-payload-mb": flag.float("request body limit", {
+      min: 0,
+      minExclusive: true,
+      defaultText: `SAGEMAKER_MAX_PAYLOAD_IN_MB, else ${D.maxPayloadBytes / 1024 / 1024}`,
+    }),
+    "too-long": flag.choice(
+      TOO_LONG_POLICIES,
+      'sequences over the model\'s max length: truncate (flagged "truncated": true) or reject',
+      { defaultText: "truncate" },
+    ),
+    "grace-ms": flag.int("on SIGTERM/SIGINT, time to finish requests", {
+      min: 0,
+      default: DEFAULT_GRACE_MS,
+    }),
+    quiet: flag.bool("no per-request log lines"),
+  },
+  notes: `
+Batch Transform (SAGEMAKER_BATCH=true) raises the defaults of --max-sequences to
+${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-queue to hold full requests.`,
+  async run(v) {
     const port = portFrom(v.port, process.env.SAGEMAKER_BIND_TO_PORT);
-    const host = v.host ?? "127.0.0.1";
-    const modelDir = v.model ?? "/opt/ml/model";
+    const { host, model: modelDir, "grace-ms": graceMs } = v;
+    const payloadMb = v["max-payload-mb"];
+
+    const limits: ServerLimits = {
+      maxBatchSize: v["max-batch-size"],
+      maxWaitMs: v["max-wait-ms"],
+      maxQueue: v["max-queue"],
+      timeoutMs: v["timeout-ms"],
+      maxSequencesPerRequest: v["max-sequences"],
+      maxPayloadBytes: payloadMb === undefined ? undefined : Math.floor(payloadMb * 1024 * 1024),
+      tooLong: v["too-long"],
+    };
+    // The limits together and the SAGEMAKER_* values are checked before the model
+    // loads (which takes time and starts worker threads).
+    resolveServerConfig(limits);
 
     const predictor = await loadPredictor(modelDir);
-    const server = createServer({
-      predictor,
-      maxBatchSize: numberFlag("max-batch-size", v["max-batch-size"]),
-      maxWaitMs: numberFlag("max-wait-ms", v["max-wait-ms"], "float"),
-      maxQueue: numberFlag("max-queue", v["max-queue"]),
-      timeoutMs: numberFlag("timeout-ms", v["timeout-ms"]),
-      maxSequencesPerRequest: numberFlag("max-sequences", v["max-sequences"]),
-      maxPayloadBytes: payloadMb === undefined ? undefined : Math.floor(payloadMb * 1024 * 1024),
-      tooLong: tooLong as TooLongPolicy | undefined,
-      log: v.quiet ? false : undefined,
-    });
-    const shutdown = waitForShutdownSignal();
-    const address = await server.listen(port, host);
-    const c = server.config;
-    const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    process.stderr.write(
-      `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
-        `labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
-        `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
-        `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
-        `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,
-    );
-    const signal = await shutdown;
-    process.stderr.write(`esmkit serve: ${signal}: draining (up to ${graceMs} ms)\n`);
-    const t0 = Date.now();
-    await server.close(graceMs);
-    await predictor.dispose?.();
-    process.stderr.write(`esmkit serve: stopped after ${Date.now() - t0} ms\n`);
-    // Whatever the model left running (worker threads) must not keep the process up.
+    // From here on the worker threads keep the process alive: every way out of this
+    // block, a failed listen (EADDRINUSE) included, stops them.
+    try {
+      const server = createServer({ predictor, ...limits, log: v.quiet ? false : undefined });
+      const address = await server.listen(port, host);
+      const shutdown = waitForShutdownSignal();
+      const c = server.config;
+      const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
+      process.stderr.write(
+        `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
+          `labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
+          `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
+          `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
+          `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,
+      );
+      const signal = await shutdown;
+      process.stderr.write(`esmkit serve: ${signal}: draining (up to ${graceMs} ms)\n`);
+      const t0 = Date.now();
+      await server.close(graceMs);
+      process.stderr.write(`esmkit serve: stopped after ${Date.now() - t0} ms\n`);
+    } finally {
+      await predictor.dispose?.();
+    }
+    // Whatever the model left running must not keep the process up.
     setTimeout(() => process.exit(0), 1000).unref();
     return 0;
   },
-};
+});

@@ -3,6 +3,11 @@
  * `datasets` and the ESM-2 tokenizer, plus what it lacked: every dropped row counted
  * by reason with its line number, a stratified or homology-partition hold-out split,
  * and a stats.json a notebook can chart.
+ *
+ * Every protein appears once: a row whose id or sequence was seen on an earlier kept
+ * row is dropped as `duplicate` (the first one stays), so no sequence can sit in both
+ * splits. A last row that no line break ends may have been cut off with the file; it
+ * is dropped as `unterminated_last_row`, with a warning.
  */
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
@@ -12,7 +17,7 @@ import { openOutputDir, openRead, type TransferProgress } from "../io/storage";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
 import { balancedClassWeights } from "../util/class-weights";
 import { SeededRandom } from "../util/random";
-import { readCsv } from "./csv";
+import { printable, readCsv } from "./csv";
 
 export interface PrepareOptions {
   /** Local path or http(s) URL of the DeepLoc CSV (as published). */
@@ -56,7 +61,9 @@ export type DropReason =
   | "empty_sequence"
   | "invalid_characters"
   | "invalid_label"
-  | "invalid_partition";
+  | "invalid_partition"
+  | "duplicate"
+  | "unterminated_last_row";
 export type FilterReason = "too_short" | "too_long";
 
 export interface ReasonCount {
@@ -96,6 +103,11 @@ export interface PrepareStats {
   rowsRead: number;
   rowsKept: number;
   dropped: Partial<Record<DropReason, ReasonCount>>;
+  /**
+   * Dropped duplicates whose label differs from the kept first row's (the first row's
+   * label is the one kept).
+   */
+  duplicateLabelConflicts: ReasonCount;
   filtered: Partial<Record<FilterReason, ReasonCount>>;
   /** Kept rows whose tokens were cut to `tokenMaxLength`. */
   truncated: number;
@@ -105,6 +117,8 @@ export interface PrepareStats {
   /** Balanced class weights from the TRAIN labels: n / (classes * count); null if a class is absent. */
   classWeights: number[] | null;
   columns: string[];
+  /** What deserves a look before training (e.g. a file that may be cut off). */
+  warnings: string[];
   seconds: number;
 }
 
@@ -124,6 +138,7 @@ interface Row {
 
 const MAX_LINES = 20;
 const MAX_EXAMPLES = 5;
+const MAX_COLUMNS_SHOWN = 40;
 
 function checkOptions(o: PrepareOptions) {
   const minLength = o.minLength ?? 100;
@@ -166,6 +181,12 @@ function checkOptions(o: PrepareOptions) {
   };
 }
 
+function tally(r: ReasonCount, line: number, example?: string) {
+  r.count++;
+  if (r.firstLines.length < MAX_LINES) r.firstLines.push(line);
+  if (example && r.examples.length < MAX_EXAMPLES) r.examples.push(example);
+}
+
 function note(
   table: Partial<Record<string, ReasonCount>>,
   reason: string,
@@ -177,9 +198,7 @@ function note(
     r = { count: 0, firstLines: [], examples: [] };
     table[reason] = r;
   }
-  r.count++;
-  if (r.firstLines.length < MAX_LINES) r.firstLines.push(line);
-  if (example && r.examples.length < MAX_EXAMPLES) r.examples.push(example);
+  tally(r, line, example);
 }
 
 /** Locate the columns we need, or fail naming what is missing and what was found. */
@@ -192,9 +211,13 @@ export function resolveColumns(header: string[], labelColumn: string): Record<st
   const wanted = [...DEEPLOC_REQUIRED, labelColumn];
   const missing = wanted.filter((c) => !index.has(c));
   if (missing.length > 0) {
-    const found = header.map((h) => (h === "" ? "(unnamed)" : h));
+    // Header names are printed escaped and capped: the "header" may be any bytes.
+    const found = header
+      .slice(0, MAX_COLUMNS_SHOWN)
+      .map((h) => (h === "" ? "(unnamed)" : printable(h, 60)));
+    if (header.length > MAX_COLUMNS_SHOWN) found.push(`... (${header.length} columns)`);
     throw new DataError(
-      `Missing column${missing.length > 1 ? "s" : ""} ${missing.map((m) => `"${m}"`).join(", ")}; found: ${found.join(", ")}`,
+      `Missing column${missing.length > 1 ? "s" : ""} ${missing.map((m) => `"${printable(m, 60)}"`).join(", ")}; found: ${found.join(", ")}`,
       { missing, found: header },
     );
   }
@@ -215,8 +238,13 @@ async function readRows(
   onProgress?: (p: PrepareProgress) => void,
 ) {
   const dropped: Partial<Record<DropReason, ReasonCount>> = {};
+  const conflicts: ReasonCount = { count: 0, firstLines: [], examples: [] };
+  const warnings: string[] = [];
   const rows: Row[] = [];
   const lines: number[] = [];
+  // The kept row (index into rows) of each id and each sequence seen so far.
+  const byId = new Map<string, number>();
+  const bySequence = new Map<string, number>();
   let lastReport = 0;
   const opened = await openRead(input, {
     onProgress: (p: TransferProgress) => {
@@ -230,13 +258,21 @@ async function readRows(
   let cols: Record<string, number> | undefined;
   let width = 0;
   let rowsRead = 0;
-  for await (const rec of readCsv(opened.stream)) {
+  for await (const rec of readCsv(opened.stream, { name: opened.displayName })) {
     if (!cols) {
       cols = resolveColumns(rec.fields, labelColumn);
       width = rec.fields.length;
       continue;
     }
     rowsRead++;
+    if (rec.unterminated) {
+      // Its last field may be a protein cut short; nothing in the row can tell.
+      note(dropped, "unterminated_last_row", rec.line, `line ${rec.line}`);
+      warnings.push(
+        `${printable(opened.displayName)} does not end with a line break: its last row (line ${rec.line}) may be cut off and was dropped; add a final line break if the file is complete`,
+      );
+      continue;
+    }
     const f = rec.fields;
     if (f.length !== width) {
       note(
@@ -265,7 +301,7 @@ async function readRows(
         dropped,
         "invalid_characters",
         rec.line,
-        `line ${rec.line}: ${JSON.stringify(ch)} at residue ${bad + 1}`,
+        `line ${rec.line}: "${printable(ch)}" at residue ${bad + 1}`,
       );
       continue;
     }
@@ -276,7 +312,7 @@ async function readRows(
         dropped,
         "invalid_label",
         rec.line,
-        `line ${rec.line}: ${labelColumn}=${JSON.stringify(rawLabel)}`,
+        `line ${rec.line}: ${printable(labelColumn)}="${printable(rawLabel, 40)}"`,
       );
       continue;
     }
@@ -287,21 +323,40 @@ async function readRows(
         dropped,
         "invalid_partition",
         rec.line,
-        `line ${rec.line}: Partition=${JSON.stringify(rawPartition)}`,
+        `line ${rec.line}: Partition="${printable(rawPartition, 40)}"`,
       );
       continue;
     }
-    rows.push({
-      id: f[cols.ACC!]!.trim(),
-      sequence,
-      kingdom: f[cols.Kingdom!]!.trim(),
-      partition,
-      label,
-    });
+    const id = f[cols.ACC!]!.trim();
+    const sameId = id === "" ? undefined : byId.get(id);
+    const first = sameId ?? bySequence.get(sequence);
+    if (first !== undefined) {
+      const kept = rows[first]!;
+      const where = `line ${lines[first]}`;
+      const what =
+        sameId === undefined
+          ? `same sequence as ${where} (${printable(kept.id, 40)})`
+          : kept.sequence === sequence
+            ? `same row as ${where}`
+            : `id ${printable(id, 40)} already on ${where}, with another sequence`;
+      const example = `line ${rec.line}: ${what}`;
+      if (kept.label !== label) {
+        tally(
+          conflicts,
+          rec.line,
+          `${example}: ${printable(labelColumn)} ${label} here, ${kept.label} kept`,
+        );
+      }
+      note(dropped, "duplicate", rec.line, example);
+      continue;
+    }
+    if (id !== "") byId.set(id, rows.length);
+    bySequence.set(sequence, rows.length);
+    rows.push({ id, sequence, kingdom: f[cols.Kingdom!]!.trim(), partition, label });
     lines.push(rec.line);
   }
   if (!cols) throw new DataError(`${opened.displayName} is empty: no header row`, { input });
-  return { rows, lines, dropped, rowsRead, source: opened.displayName };
+  return { rows, lines, dropped, conflicts, warnings, rowsRead, source: opened.displayName };
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -481,6 +536,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     rowsRead: read.rowsRead,
     rowsKept: kept.length,
     dropped: read.dropped,
+    duplicateLabelConflicts: read.conflicts,
     filtered,
     truncated: trainFrame.truncated + testFrame.truncated,
     classCounts: countClasses(labels),
@@ -494,6 +550,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     length: summariseLengths(kept.map((r) => r.sequence.length)),
     classWeights: balancedOrNull(trainLabels),
     columns: trainFrame.frame.columns,
+    warnings: read.warnings,
     seconds: 0,
   };
 

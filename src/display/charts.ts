@@ -169,13 +169,25 @@ export function lengthHistogram(
   };
 }
 
+/** Loss names in eval metrics; `loss` is how histories before the split named either. */
+const LOSS_KEYS = ["weightedLoss", "unweightedLoss", "loss"];
+
+/**
+ * The eval loss to plot next to the training loss: the class-weighted one when there is
+ * one (what training minimises), else the unweighted one.
+ */
+function evalLoss(e: TrainerEvent): number | undefined {
+  const m = evalMetrics(e);
+  return LOSS_KEYS.map((k) => m[k]).find(finite);
+}
+
 /** Train loss per step and eval loss per evaluation, as traces. */
 function lossTraces(events: readonly TrainerEvent[]): PlotlyTrace[] {
   const train = steps(events);
   const evals = events
     .filter((e) => e.type === "eval" && finite(loose(e).step))
-    .map((e) => ({ step: loose(e).step as number, loss: evalMetrics(e).loss }))
-    .filter((e) => finite(e.loss));
+    .map((e) => ({ step: loose(e).step as number, loss: evalLoss(e) }))
+    .filter((e): e is { step: number; loss: number } => finite(e.loss));
   return [
     {
       type: "scatter",
@@ -209,13 +221,13 @@ export function lossChart(events: readonly TrainerEvent[]): PlotlyFigure {
 
 const METRIC_ORDER = ["accuracy", "f1", "precision", "recall", "mcc", "rocAuc"];
 
-/** Metric names in eval events (loss excluded), the usual ones first. */
+/** Metric names in eval events (losses excluded), the usual ones first. */
 export function metricNames(events: readonly TrainerEvent[]): string[] {
   const seen = new Set<string>();
   for (const e of events) {
     if (e.type === "eval") for (const k of Object.keys(evalMetrics(e))) seen.add(k);
   }
-  seen.delete("loss");
+  for (const k of LOSS_KEYS) seen.delete(k);
   const known = METRIC_ORDER.filter((m) => seen.has(m));
   return [...known, ...[...seen].filter((m) => !METRIC_ORDER.includes(m)).sort()];
 }

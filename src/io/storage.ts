@@ -3,11 +3,17 @@
  * path, `http(s)://...`, `s3://...`); a scheme registry resolves it, so a
  * new store plugs in with `registerStore` without touching any caller.
  */
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync, readdirSync, renameSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { StorageError } from "../errors";
+import {
+  isProcessAlive,
+  removeDeadTemporaries,
+  temporaryOwner,
+  trackTemporary,
+} from "../util/temporaries";
 
 export interface TransferProgress {
   /** Bytes moved so far. */
@@ -160,33 +166,61 @@ const fileStore: Store = {
       throw new StorageError(`Output ${dir} exists and is not a directory`, { location: dir });
     }
     await mkdir(path.dirname(dir), { recursive: true });
-    const staging = await mkdtemp(path.join(path.dirname(dir), `.${path.basename(dir)}.partial-`));
+    removeDeadStaging(dir);
+    // `.<name>.partial-<pid>-XXXXXX`: the pid lets a later run remove it once we are gone.
+    const staging = await mkdtemp(
+      path.join(path.dirname(dir), `.${path.basename(dir)}.partial-${process.pid}-`),
+    );
+    const untrack = trackTemporary(staging);
     return {
       localDir: staging,
       displayName: dir,
       async commit() {
-        if (existing || (await stat(dir).catch(() => undefined))) {
-          if (!overwrite) {
-            await rm(staging, { recursive: true, force: true });
-            throw new StorageError(
-              `Output ${dir} already exists; choose another directory or pass overwrite`,
-              { location: dir },
-            );
+        try {
+          if (existing || (await stat(dir).catch(() => undefined))) {
+            if (!overwrite) {
+              await rm(staging, { recursive: true, force: true });
+              throw new StorageError(
+                `Output ${dir} already exists; choose another directory or pass overwrite`,
+                { location: dir },
+              );
+            }
+            const old = `${staging}-old`;
+            await rename(dir, old);
+            await rename(staging, dir);
+            await rm(old, { recursive: true, force: true });
+          } else {
+            await rename(staging, dir);
           }
-          const old = `${staging}.old`;
-          await rename(dir, old);
-          await rename(staging, dir);
-          await rm(old, { recursive: true, force: true });
-        } else {
-          await rename(staging, dir);
+        } finally {
+          untrack();
         }
       },
       async abort() {
         await rm(staging, { recursive: true, force: true });
+        untrack();
       },
     };
   },
 };
+
+/**
+ * Remove the staging directories of `dir` left by processes that are gone (kill -9 while
+ * preparing). One that died between moving the old output aside and putting the new one
+ * in place left the old output as `<staging>-old`: it goes back to `dir` first.
+ */
+function removeDeadStaging(dir: string): void {
+  const parent = path.dirname(dir);
+  const base = `.${path.basename(dir)}`;
+  if (!existsSync(dir)) {
+    const old = readdirSync(parent).find((name) => {
+      const pid = temporaryOwner(name, base);
+      return pid !== undefined && name.endsWith("-old") && !isProcessAlive(pid);
+    });
+    if (old) renameSync(path.join(parent, old), dir);
+  }
+  removeDeadTemporaries(parent, base);
+}
 
 const httpStore: Store = {
   async openRead(location, options) {

@@ -11,7 +11,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { AdapterError } from "../errors";
 import type { Esm2Model } from "../model/esm2";
 import { readSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors";
-import { type LoraConfig, LoraModel, resolveLoraConfig } from "./lora";
+import { type LoraConfig, LoraModel, resolveLoraConfig, savedModuleOf } from "./lora";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
@@ -32,6 +32,7 @@ export function peftConfigJson(
     target_modules: config.targetModules,
     bias: config.bias,
     modules_to_save: config.modulesToSave,
+    exclude_modules: config.excludeModules ?? null,
     fan_in_fan_out: false,
     init_lora_weights: true,
     inference_mode: true,
@@ -87,13 +88,25 @@ export function readAdapterConfig(dir: string): { config: LoraConfig; baseModel:
     throw refuse("target_modules", "a list of module names or a regular expression");
   }
   const modules = raw.modules_to_save;
+  if (!(modules == null || (Array.isArray(modules) && modules.every((m) => typeof m === "string"))))
+    throw refuse("modules_to_save", "a list of module names or null");
+  const exclude = raw.exclude_modules;
+  if (
+    !(
+      exclude == null ||
+      typeof exclude === "string" ||
+      (Array.isArray(exclude) && exclude.every((t) => typeof t === "string"))
+    )
+  )
+    throw refuse("exclude_modules", "a list of module names, a regular expression or null");
   const config = resolveLoraConfig({
     rank: raw.r as number,
     alpha: raw.lora_alpha as number,
     dropout: (raw.lora_dropout as number) ?? 0,
     targetModules: targets as string[] | string,
     bias: "none",
-    modulesToSave: Array.isArray(modules) ? (modules as string[]) : ["classifier"],
+    modulesToSave: (modules as string[] | null) ?? [], // + classifier, score (SEQ_CLS)
+    excludeModules: exclude as string[] | string | null,
   });
   const base = typeof raw.base_model_name_or_path === "string" ? raw.base_model_name_or_path : null;
   return { config, baseModel: base };
@@ -198,11 +211,11 @@ export function loadAdapter(model: Esm2Model, dir: string): LoraModel {
   }
   const vars = model.namedVariables();
   for (const spec of model.parameterSpecs()) {
-    if (!lora.isSaved(spec.key)) continue;
-    // PEFT versions differ: plain key or `.modules_to_save.default.` inside the module path.
+    const mod = savedModuleOf(spec.key, lora.config.modulesToSave);
+    if (mod === undefined) continue;
+    // PEFT versions differ: plain key or `.modules_to_save.default.` after the module.
     const plain = `${PREFIX}${spec.key}`;
-    const [mod, ...rest] = spec.key.split(".");
-    const wrapped = `${PREFIX}${mod}.modules_to_save.default.${rest.join(".")}`;
+    const wrapped = `${PREFIX}${mod}.modules_to_save.default.${spec.key.slice(mod.length + 1)}`;
     const key = tensors.has(plain) || !tensors.has(wrapped) ? plain : wrapped;
     take(key, spec.shape, (v) => vars.get(spec.key)!.assign(v), spec.linear);
   }

@@ -4,6 +4,13 @@
  * weights frozen and the classification head trained fully (PEFT's SEQ_CLS
  * `modules_to_save`).
  *
+ * Which layers get LoRA follows PEFT 0.21's `check_target_module_exists`, in its order:
+ * a module named by `excludeModules` is skipped; so is one inside `modulesToSave` (PEFT
+ * never adapts a module it trains and saves whole: `classifier.dense` and
+ * `classifier.out_proj` for sequence classification); only then are the targets
+ * matched. The masked-LM head some checkpoints carry is skipped too: PEFT's model is
+ * EsmForSequenceClassification, which has none.
+ *
  * A and B are kept transposed (`[in, r]`, `[r, out]`) so the side path is two plain
  * 2-D matmuls; adapter files use PEFT's `[r, in]` / `[out, r]` layout.
  */
@@ -39,8 +46,13 @@ export interface LoraConfig {
   targetModules: string[] | string;
   /** Only "none" is supported (biases stay frozen). */
   bias: "none";
-  /** Top-level modules trained fully and saved with the adapter (default ["classifier"]). */
+  /**
+   * Modules trained fully and saved with the adapter, never adapted. "classifier" and
+   * "score" are always added, as PEFT's sequence-classification model does.
+   */
   modulesToSave: string[];
+  /** Modules never adapted, matched like `targetModules` (PEFT's `exclude_modules`); default none. */
+  excludeModules?: string[] | string | null;
 }
 
 export const DEFAULT_LORA: LoraConfig = {
@@ -49,8 +61,11 @@ export const DEFAULT_LORA: LoraConfig = {
   dropout: 0.05,
   targetModules: ["query", "key", "value"],
   bias: "none",
-  modulesToSave: ["classifier"],
+  modulesToSave: ["classifier", "score"],
 };
+
+/** What PeftModelForSequenceClassification adds to any `modules_to_save`. */
+const SEQ_CLS_MODULES = ["classifier", "score"];
 
 export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
   const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
@@ -67,18 +82,97 @@ export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig
   if (Array.isArray(c.targetModules) ? c.targetModules.length === 0 : c.targetModules === "") {
     throw bad("targetModules", c.targetModules, "at least one module name or a regular expression");
   }
+  if (!Array.isArray(c.modulesToSave) || !c.modulesToSave.every((m) => typeof m === "string"))
+    throw bad("modulesToSave", c.modulesToSave, "a list of module names");
+  c.modulesToSave = [...new Set([...c.modulesToSave, ...SEQ_CLS_MODULES])];
   return c;
 }
 
 /** PEFT's rule: a string is a full-match regex; a list matches exact names or `.suffix`. */
 export function matchesTarget(name: string, targets: string[] | string): boolean {
-  if (typeof targets === "string") return new RegExp(`^(?:${targets})$`).test(name);
+  if (typeof targets === "string") return pattern(`^(?:${targets})$`, targets).test(name);
   return targets.some((t) => name === t || name.endsWith(`.${t}`));
 }
 
+function pattern(source: string, given: string): RegExp {
+  try {
+    return new RegExp(source);
+  } catch (e) {
+    throw new ConfigError(
+      `Invalid LoRA module pattern ${JSON.stringify(given)}: ${(e as Error).message}; expected module names or one regular expression`,
+      { pattern: given },
+      { cause: e },
+    );
+  }
+}
+
+/**
+ * PEFT's modules_to_save guard, `re.match(rf"(^|.*\.){m}($|\..*)", name)`: the module
+ * is `m` or lies inside it (each `m` is a regular expression, as in PEFT).
+ */
+function insideSaved(name: string, modulesToSave: string[]): string | undefined {
+  return modulesToSave.find((m) => pattern(`^(?:(^|.*\\.)${m}($|\\..*))`, m).test(name));
+}
+
+/** Why PEFT would put no LoRA on the module `name`, or undefined when it may. */
+export function exclusionReason(
+  name: string,
+  config: Pick<LoraConfig, "modulesToSave" | "excludeModules">,
+): string | undefined {
+  const exclude = config.excludeModules;
+  // PEFT tests `if config.exclude_modules`: an empty string or list excludes nothing.
+  if (exclude && exclude.length > 0 && matchesTarget(name, exclude))
+    return `named by exclude_modules ${JSON.stringify(exclude)}`;
+  const saved = insideSaved(name, config.modulesToSave);
+  if (saved !== undefined)
+    return `inside modules_to_save "${saved}", which is trained fully and saved whole (PEFT puts no LoRA there)`;
+  if (name.startsWith("lm_head."))
+    return "part of the masked-LM head, which PEFT's EsmForSequenceClassification does not have";
+  return undefined;
+}
+
+/** Which Linear layers the targets name, split into those adapted and those PEFT excludes. */
+export interface TargetReport {
+  /** Layers that get LoRA, in model order. */
+  matched: string[];
+  /** Layers the targets name that get no LoRA, with the reason. */
+  excluded: { name: string; reason: string }[];
+}
+
+export function targetReport(
+  model: AdaptableModel,
+  config: Pick<LoraConfig, "targetModules" | "modulesToSave" | "excludeModules">,
+): TargetReport {
+  const report: TargetReport = { matched: [], excluded: [] };
+  for (const name of model.namedLinears().keys()) {
+    if (!matchesTarget(name, config.targetModules)) continue;
+    const reason = exclusionReason(name, config);
+    if (reason === undefined) report.matched.push(name);
+    else report.excluded.push({ name, reason });
+  }
+  return report;
+}
+
 /** The Linear layers a config would adapt, by name (for checking before training). */
-export function matchedModules(model: AdaptableModel, targets: string[] | string): string[] {
-  return [...model.namedLinears().keys()].filter((n) => matchesTarget(n, targets));
+export function matchedModules(
+  model: AdaptableModel,
+  targets: string[] | string,
+  modulesToSave: string[] = DEFAULT_LORA.modulesToSave,
+): string[] {
+  return targetReport(model, { targetModules: targets, modulesToSave }).matched;
+}
+
+/**
+ * The module of `key` that `modulesToSave` wraps (PEFT's `_set_trainable`: the first
+ * module, outermost first, whose dotted name ends with an entry), or undefined.
+ */
+export function savedModuleOf(key: string, modulesToSave: string[]): string | undefined {
+  const parts = key.split(".");
+  for (let i = 1; i < parts.length; i++) {
+    const module = parts.slice(0, i).join(".");
+    if (modulesToSave.some((m) => module.endsWith(m))) return module;
+  }
+  return undefined;
 }
 
 class LoraAdapter {
@@ -166,6 +260,8 @@ export interface ParameterReport {
  */
 export class LoraModel {
   readonly adapters = new Map<string, LoraAdapter>();
+  /** Layers the targets named that got no LoRA, and why (see `exclusionReason`). */
+  readonly excluded: { name: string; reason: string }[];
   training = false;
   /** Seeds of the dropout masks; its state goes into training checkpoints. */
   readonly dropoutRng: SeededRandom;
@@ -177,17 +273,21 @@ export class LoraModel {
   ) {
     const rng = new SeededRandom(seed);
     this.dropoutRng = new SeededRandom(seed + 1);
-    const targets = [...model.namedLinears().entries()].filter(([n]) =>
-      matchesTarget(n, config.targetModules),
-    );
-    if (targets.length === 0) {
-      const some = [...model.namedLinears().keys()].slice(0, 6).join(", ");
+    const linears = model.namedLinears();
+    const report = targetReport(model, config);
+    this.excluded = report.excluded;
+    if (report.matched.length === 0) {
+      const some = [...linears.keys()].slice(0, 6).join(", ");
+      const why = report.excluded.length
+        ? `; the modules they name are all excluded: ${report.excluded.map((e) => `${e.name} (${e.reason})`).join(", ")}`
+        : "";
       throw new AdapterError(
-        `No module matched the LoRA targets ${JSON.stringify(config.targetModules)}; Linear layers are named like: ${some}, ...`,
-        { targetModules: config.targetModules },
+        `No module matched the LoRA targets ${JSON.stringify(config.targetModules)}${why}; Linear layers are named like: ${some}, ...`,
+        { targetModules: config.targetModules, excluded: report.excluded },
       );
     }
-    for (const [name, linear] of targets) {
+    for (const name of report.matched) {
+      const linear = linears.get(name)!;
       const adapter = new LoraAdapter(
         linear,
         config,
@@ -205,7 +305,7 @@ export class LoraModel {
 
   /** Is this base-model key part of `modulesToSave` (trained fully, saved with the adapter)? */
   isSaved(key: string): boolean {
-    return this.config.modulesToSave.some((m) => key === m || key.startsWith(`${m}.`));
+    return savedModuleOf(key, this.config.modulesToSave) !== undefined;
   }
 
   /** Trainable variables by name: adapter A/B (our layout) and the saved modules. */

@@ -14,16 +14,21 @@
  * points to is used without asking the server (transformers.js behaves the same), so a
  * second load makes no request; pass `forceDownload` to re-check.
  *
- * Downloads stream into `blobs/{etag}.incomplete`; an interrupted one resumes with a
- * Range request, and the result is checked against the expected size and, for LFS
- * files (64-hex ETag), the sha256. A token (option or HF_TOKEN) is sent as
- * `Authorization: Bearer` to the endpoint only, never to a CDN, and never logged.
+ * Cache integrity (hub-blob.ts, hub-lock.ts): a blob is trusted only once its size matches
+ * the Hub's and, for LFS files (64-hex ETag), its sha256 matches its name; a cached blob
+ * that fails is downloaded again with a warning (offline: an error). Each file is
+ * downloaded once across threads and processes (a lock next to the blob), into a
+ * temporary file of its own that is renamed into place once verified; an interrupted
+ * download resumes with a Range request. Snapshot links and refs are replaced atomically.
+ * A token (option or HF_TOKEN) is sent as `Authorization: Bearer` to the endpoint only,
+ * never to a CDN, and never logged.
  */
-import { createHash } from "node:crypto";
-import { createReadStream, existsSync, promises as fsp, readFileSync, statSync } from "node:fs";
+import { existsSync, promises as fsp, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import * as path from "node:path";
+import { threadId } from "node:worker_threads";
 import { StorageError } from "../errors";
+import { checkBlob, ensureBlob, type FileMeta } from "./hub-blob";
 
 export interface DownloadProgress {
   repoId: string;
@@ -33,6 +38,8 @@ export interface DownloadProgress {
   /** Expected size, when the server said. */
   bytesTotal: number | undefined;
   done: boolean;
+  /** Set while another thread or process downloads the file and this one waits for it. */
+  waitingFor?: string;
 }
 
 export interface HubOptions {
@@ -52,6 +59,12 @@ export interface HubOptions {
   onProgress?: ((p: DownloadProgress) => void) | false;
   /** Environment to read HF_* variables from; default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** Called when a cached file is found corrupt and downloaded again (default console.warn). */
+  onWarning?: (message: string) => void;
+  /** Another downloader's lock untouched this long is taken over (default 60 s). */
+  staleLockMs?: number;
+  /** Waiting for another downloader fails after this long without progress (default 5 min). */
+  lockTimeoutMs?: number;
 }
 
 export interface HubSettings {
@@ -62,11 +75,13 @@ export interface HubSettings {
   offline: boolean;
   forceDownload: boolean;
   onProgress: ((p: DownloadProgress) => void) | undefined;
+  onWarning: (message: string) => void;
+  staleLockMs: number;
+  lockTimeoutMs: number;
 }
 
 const TRUE = new Set(["1", "true", "yes", "on"]);
 const COMMIT = /^[0-9a-f]{40}$/;
-const SHA256 = /^[0-9a-f]{64}$/;
 
 export function hubSettings(options: HubOptions = {}): HubSettings {
   const env = options.env ?? process.env;
@@ -87,6 +102,9 @@ export function hubSettings(options: HubOptions = {}): HubSettings {
       options.onProgress === false
         ? undefined
         : (options.onProgress ?? (process.stderr.isTTY ? terminalProgress() : undefined)),
+    onWarning: options.onWarning ?? ((m: string) => console.warn(m)),
+    staleLockMs: options.staleLockMs ?? 60_000,
+    lockTimeoutMs: options.lockTimeoutMs ?? 300_000,
   };
 }
 
@@ -151,13 +169,6 @@ function headersFor(
   if (s.token && new URL(url).origin === new URL(s.endpoint).origin)
     h.authorization = `Bearer ${s.token}`;
   return h;
-}
-
-interface FileMeta {
-  commit: string;
-  etag: string;
-  size: number | undefined;
-  downloadUrl: string;
 }
 
 function httpError(s: HubSettings, repoId: string, file: string, res: Response): StorageError {
@@ -252,6 +263,12 @@ async function fileMetadata(
   }
 }
 
+/** A name next to `file` unique to this thread and call, for atomic replacement. */
+function tempName(file: string): string {
+  return `${file}.${process.pid}-${threadId}-${Math.random().toString(36).slice(2, 8)}.tmp`;
+}
+
+/** Point `snapshots/{commit}/{file}` at the blob, replacing any old entry atomically. */
 async function linkSnapshot(
   repoDir: string,
   commit: string,
@@ -260,12 +277,13 @@ async function linkSnapshot(
 ): Promise<string> {
   const target = path.join(repoDir, "snapshots", commit, file);
   await fsp.mkdir(path.dirname(target), { recursive: true });
-  await fsp.rm(target, { force: true });
+  const tmp = tempName(target);
   try {
-    await fsp.symlink(path.relative(path.dirname(target), blob), target);
+    await fsp.symlink(path.relative(path.dirname(target), blob), tmp);
   } catch {
-    await fsp.copyFile(blob, target); // filesystems without symlinks
+    await fsp.copyFile(blob, tmp); // filesystems without symlinks
   }
+  await fsp.rename(tmp, target);
   return target;
 }
 
@@ -273,11 +291,20 @@ async function writeRef(s: HubSettings, repoDir: string, commit: string): Promis
   if (s.revision === commit) return;
   const ref = path.join(repoDir, "refs", s.revision);
   await fsp.mkdir(path.dirname(ref), { recursive: true });
-  await fsp.writeFile(ref, commit);
+  const tmp = tempName(ref);
+  await fsp.writeFile(tmp, commit);
+  await fsp.rename(tmp, ref); // readers never see an empty ref
 }
 
-async function hashFile(file: string, hash: ReturnType<typeof createHash>): Promise<void> {
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+/** The blob a snapshot entry links to, when it is a link into `blobs/`. */
+async function blobBehind(repoDir: string, snapshotFile: string): Promise<string | undefined> {
+  try {
+    const real = await fsp.realpath(snapshotFile);
+    const blobs = await fsp.realpath(path.join(repoDir, "blobs"));
+    return path.dirname(real) === blobs ? real : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -291,13 +318,26 @@ export async function hubDownload(
   settings: HubSettings = hubSettings(options),
 ): Promise<string | null> {
   const s = settings;
+  const what = `${repoId}/${file}`;
   const repoDir = repoCacheDir(s.cacheDir, repoId);
   const cached = cachedFile(s, repoId, file);
-  if (cached && (!s.forceDownload || s.offline)) return cached;
+  if (cached && (!s.forceDownload || s.offline)) {
+    const blob = await blobBehind(repoDir, cached);
+    const check = blob ? await checkBlob(blob) : { ok: true as const };
+    if (check.ok) return cached;
+    if (s.offline) {
+      throw new StorageError(
+        `The cached ${what} (${blob}) is corrupt: ${check.why}, and offline mode is on (HF_HUB_OFFLINE). Unset HF_HUB_OFFLINE to download it again.`,
+        { repoId, file, blob },
+      );
+    }
+    // Online below: the blob is checked against the Hub's metadata and replaced.
+  }
+  if (options.optional && !s.forceDownload && cachedAbsent(s, repoId, file)) return null;
   if (s.offline) {
     if (options.optional && cachedAbsent(s, repoId, file)) return null;
     throw new StorageError(
-      `${repoId}/${file} (revision "${s.revision}") is not in the cache at ${repoDir} and offline mode is on (HF_HUB_OFFLINE). Download it once online, or unset HF_HUB_OFFLINE.`,
+      `${what} (revision "${s.revision}") is not in the cache at ${repoDir} and offline mode is on (HF_HUB_OFFLINE). Download it once online, or unset HF_HUB_OFFLINE.`,
       { repoId, file, cacheDir: s.cacheDir },
     );
   }
@@ -316,90 +356,31 @@ export async function hubDownload(
     );
   }
   const blob = path.join(repoDir, "blobs", m.etag);
-  if (!existsSync(blob) || (m.size !== undefined && statSync(blob).size !== m.size)) {
-    await fsp.mkdir(path.dirname(blob), { recursive: true });
-    await downloadBlob(s, repoId, file, m, blob);
-  }
+  await ensureBlob(
+    {
+      request: (url, extra) =>
+        request(url, { headers: headersFor(s, url, extra) }, `${repoId}/${file}`),
+      httpError: (res) => httpError(s, repoId, file, res),
+      progress: (bytesDone, done, waitingFor) =>
+        s.onProgress?.({
+          repoId,
+          file,
+          bytesDone,
+          bytesTotal: m.size,
+          done,
+          ...(waitingFor ? { waitingFor } : {}),
+        }),
+      warn: s.onWarning,
+      staleLockMs: s.staleLockMs,
+      lockTimeoutMs: s.lockTimeoutMs,
+    },
+    what,
+    m,
+    blob,
+  );
   const out = await linkSnapshot(repoDir, m.commit, file, blob);
   await writeRef(s, repoDir, m.commit);
   return out;
-}
-
-async function downloadBlob(
-  s: HubSettings,
-  repoId: string,
-  file: string,
-  m: FileMeta,
-  blob: string,
-): Promise<void> {
-  const partial = `${blob}.incomplete`;
-  let have = existsSync(partial) ? statSync(partial).size : 0;
-  if (m.size !== undefined && have > m.size) have = 0;
-  const verifySha = SHA256.test(m.etag);
-  const hash = createHash("sha256");
-  const report = (bytesDone: number, done: boolean) =>
-    s.onProgress?.({ repoId, file, bytesDone, bytesTotal: m.size, done });
-
-  if (m.size === undefined || have < m.size) {
-    const range: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
-    const res = await request(
-      m.downloadUrl,
-      { headers: headersFor(s, m.downloadUrl, range) },
-      `${repoId}/${file}`,
-    );
-    if (res.status === 416) {
-      have = 0; // the server disagrees about the partial file: start over
-      await fsp.rm(partial, { force: true });
-      return downloadBlob(s, repoId, file, m, blob);
-    }
-    if (!res.ok) throw httpError(s, repoId, file, res);
-    if (res.status !== 206) have = 0; // Range ignored: the body is the whole file
-    const handle = await fsp.open(partial, have > 0 ? "a" : "w");
-    try {
-      if (have > 0 && verifySha) await hashFile(partial, hash);
-      let done = have;
-      report(done, false);
-      try {
-        for await (const chunk of (res.body ?? []) as AsyncIterable<Uint8Array>) {
-          await handle.write(chunk);
-          if (verifySha) hash.update(chunk);
-          done += chunk.length;
-          report(done, false);
-        }
-      } catch (e) {
-        const why = (e as { cause?: { message?: string } }).cause?.message ?? (e as Error).message;
-        throw new StorageError(
-          `Download of ${repoId}/${file} was interrupted after ${done}${m.size ? ` of ${m.size}` : ""} bytes (${why}); run again to resume from ${partial}.`,
-          { repoId, file, bytesDone: done, partial },
-          { cause: e },
-        );
-      }
-    } finally {
-      await handle.close();
-    }
-  } else if (verifySha) {
-    await hashFile(partial, hash); // complete but never verified: re-verify
-  }
-
-  const size = statSync(partial).size;
-  if (m.size !== undefined && size !== m.size) {
-    throw new StorageError(
-      `Download of ${repoId}/${file} stopped at ${size} of ${m.size} bytes; run again to resume from ${partial}.`,
-      { repoId, file, size, expected: m.size, partial },
-    );
-  }
-  if (verifySha) {
-    const digest = hash.digest("hex");
-    if (digest !== m.etag) {
-      await fsp.rm(partial, { force: true });
-      throw new StorageError(
-        `Download of ${repoId}/${file} is corrupt: sha256 ${digest} but the Hub says ${m.etag}; the partial file was removed, run again.`,
-        { repoId, file, sha256: digest, expected: m.etag },
-      );
-    }
-  }
-  await fsp.rename(partial, blob);
-  report(size, true);
 }
 
 /** Whether the repo has `file` (no download; cache first). */
@@ -427,6 +408,7 @@ export function terminalProgress(
     const total = p.bytesTotal
       ? `/${mb(p.bytesTotal)} MB (${Math.floor((100 * p.bytesDone) / p.bytesTotal)}%)`
       : " MB";
-    stream.write(`\r${p.repoId}/${p.file}: ${mb(p.bytesDone)}${total}${p.done ? "\n" : ""}`);
+    const wait = p.waitingFor ? ` (downloaded by ${p.waitingFor})` : "";
+    stream.write(`\r${p.repoId}/${p.file}: ${mb(p.bytesDone)}${total}${wait}${p.done ? "\n" : ""}`);
   };
 }

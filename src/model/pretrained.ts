@@ -6,7 +6,7 @@
  * a conversion recipe: unpickling runs arbitrary code, and the 3B and 15B ESM-2
  * repositories ship only those.
  */
-import { existsSync, promises as fsp, readFileSync, statSync } from "node:fs";
+import { existsSync, promises as fsp, readdirSync, readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { StorageError, WeightsError } from "../errors";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
@@ -43,6 +43,8 @@ export interface SavePretrainedOptions {
 export const WEIGHTS_NAME = "model.safetensors";
 export const WEIGHTS_INDEX_NAME = "model.safetensors.index.json";
 const PICKLE_NAMES = ["pytorch_model.bin", "pytorch_model.bin.index.json"];
+/** What ESM-2 Hub repos hold for their tokenizer (they have no tokenizer.json). */
+export const TOKENIZER_FILES = ["tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
 
 /** Where a checkpoint's files are on disk. */
 export interface CheckpointFiles {
@@ -66,8 +68,10 @@ function readJson(file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
+    const empty = text.trim() === "";
+    const cut = empty || /end of (JSON )?input/i.test((e as Error).message);
     throw new WeightsError(
-      `${file} is not valid JSON (${(e as Error).message})`,
+      `${file} is not valid JSON (${empty ? "it is empty" : (e as Error).message})${cut ? ": it is cut off, a sign of an interrupted save or copy" : ""}`,
       { file },
       { cause: e },
     );
@@ -90,16 +94,39 @@ function shardNames(indexFile: string): string[] {
   return names;
 }
 
+/** What a model directory must hold, for messages. */
+const ACCEPTED = `config.json plus ${WEIGHTS_NAME} (or ${WEIGHTS_INDEX_NAME} and every shard it lists)`;
+
+/** Leftovers of an interrupted write (`*.tmp-<pid>`, `*.incomplete`, `*.partial*`). */
+function leftovers(names: string[]): string[] {
+  return names.filter((n) => /\.tmp-[^/]*$|\.incomplete$|\.partial/.test(n));
+}
+
+function incomplete(dir: string, problem: string, names: string[]): WeightsError {
+  const left = leftovers(names);
+  const why = left.length
+    ? ` ${left.join(", ")} ${left.length === 1 ? "is the leftover" : "are leftovers"} of a write that was interrupted.`
+    : "";
+  return new WeightsError(
+    `${dir} is an incomplete model directory: ${problem}.${why} A model directory needs ${ACCEPTED}; save or copy the model again.`,
+    { dir, files: names, leftovers: left },
+  );
+}
+
 function localFiles(dir: string): CheckpointFiles {
+  const names = readdirSync(dir).sort();
   const config = path.join(dir, "config.json");
-  if (!existsSync(config)) {
-    throw new WeightsError(`${dir} has no config.json: not a Hugging Face model directory`, {
-      dir,
-    });
-  }
   const single = path.join(dir, WEIGHTS_NAME);
-  if (existsSync(single)) return { description: dir, config, weights: { single } };
   const index = path.join(dir, WEIGHTS_INDEX_NAME);
+  if (!existsSync(config)) {
+    if (existsSync(single) || existsSync(index) || leftovers(names).length > 0)
+      throw incomplete(dir, "it has no config.json", names);
+    throw new WeightsError(
+      `${dir} has no config.json: not a Hugging Face model directory (it holds ${names.length ? names.join(", ") : "nothing"}; a model directory needs ${ACCEPTED})`,
+      { dir, files: names },
+    );
+  }
+  if (existsSync(single)) return { description: dir, config, weights: { single } };
   if (existsSync(index)) {
     const shards = new Map<string, string>();
     for (const n of shardNames(index)) {
@@ -114,29 +141,44 @@ function localFiles(dir: string): CheckpointFiles {
     }
     return { description: dir, config, weights: { index, shards } };
   }
-  throw noSafetensors(
+  const pickles = PICKLE_NAMES.filter((n) => names.includes(n));
+  if (pickles.length > 0) throw noSafetensors(dir, pickles, dir);
+  throw incomplete(
     dir,
-    PICKLE_NAMES.filter((n) => existsSync(path.join(dir, n))),
-    dir,
+    `it has config.json but neither ${WEIGHTS_NAME} nor ${WEIGHTS_INDEX_NAME} (it holds ${names.join(", ")})`,
+    names,
   );
 }
 
 async function hubFiles(repoId: string, s: HubSettings): Promise<CheckpointFiles> {
   const where = `${repoId} (revision "${s.revision}")`;
   const config = (await hubDownload(repoId, "config.json", {}, s))!;
-  // Cache first for both layouts, so a cached model costs no request at all.
-  let single = s.forceDownload ? undefined : cachedFile(s, repoId, WEIGHTS_NAME);
-  let index = s.forceDownload || single ? undefined : cachedFile(s, repoId, WEIGHTS_INDEX_NAME);
-  if (!single && !index) {
-    single = (await hubDownload(repoId, WEIGHTS_NAME, { optional: true }, s)) ?? undefined;
-    if (!single)
-      index = (await hubDownload(repoId, WEIGHTS_INDEX_NAME, { optional: true }, s)) ?? undefined;
+  // Cache first for both layouts, so a cached model costs no request at all (hubDownload
+  // still verifies the cached blob).
+  const get = async (f: string) =>
+    (await hubDownload(repoId, f, { optional: true }, s)) ?? undefined;
+  const inCache = (f: string) => !s.forceDownload && cachedFile(s, repoId, f) !== undefined;
+  let single: string | undefined;
+  let index: string | undefined;
+  if (inCache(WEIGHTS_NAME)) single = await get(WEIGHTS_NAME);
+  else if (inCache(WEIGHTS_INDEX_NAME)) index = await get(WEIGHTS_INDEX_NAME);
+  else {
+    single = await get(WEIGHTS_NAME);
+    if (!single) index = await get(WEIGHTS_INDEX_NAME);
   }
-  if (single) return { description: where, config, weights: { single } };
-  if (index) {
+  let weights: CheckpointFiles["weights"] | undefined;
+  if (single) weights = { single };
+  else if (index) {
     const shards = new Map<string, string>();
     for (const n of shardNames(index)) shards.set(n, (await hubDownload(repoId, n, {}, s))!);
-    return { description: where, config, weights: { index, shards } };
+    weights = { index, shards };
+  }
+  if (weights) {
+    // The tokenizer too, so the cache serves Python's AutoTokenizer offline as well
+    // (offline, a cache filled before without them still loads).
+    if (!s.offline)
+      for (const f of TOKENIZER_FILES) await hubDownload(repoId, f, { optional: true }, s);
+    return { description: where, config, weights };
   }
   const found: string[] = [];
   for (const n of PICKLE_NAMES) if (await hubFileExists(repoId, n, s)) found.push(n);
@@ -212,6 +254,13 @@ export class CheckpointSource implements TensorSource {
       }
     } catch (e) {
       this.close();
+      if (e instanceof WeightsError && e.context.truncated) {
+        throw new WeightsError(
+          `${e.message}. The file is incomplete (an interrupted save, copy or download); esmkit needs the whole file: save, copy or download the model again.`,
+          e.context,
+          { cause: e },
+        );
+      }
       throw e;
     }
   }

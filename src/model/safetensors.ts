@@ -14,6 +14,7 @@
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { endianness } from "node:os";
 import { WeightsError } from "../errors";
+import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 
 export type SafetensorsDtype =
   | "F64"
@@ -105,7 +106,10 @@ export class SafetensorsFile {
   private static parse(path: string, fd: number): SafetensorsFile {
     const size = fstatSync(fd).size;
     if (size < 8) {
-      fail(path, `truncated file: ${size} bytes, shorter than the 8-byte header length`);
+      fail(path, `truncated file: ${size} bytes, shorter than the 8-byte header length`, {
+        truncated: true,
+        size,
+      });
     }
     const lenBuf = Buffer.alloc(8);
     readSync(fd, lenBuf, 0, 8, 0);
@@ -120,10 +124,7 @@ export class SafetensorsFile {
       fail(
         path,
         `truncated file: the header needs ${8 + headerLen} bytes but the file has ${size}`,
-        {
-          headerLen,
-          size,
-        },
+        { headerLen, size, truncated: true },
       );
     }
     const headerBuf = Buffer.alloc(headerLen);
@@ -180,7 +181,7 @@ export class SafetensorsFile {
         fail(
           path,
           `truncated file: tensor "${name}" ends at byte ${end} but the file has ${size} bytes (data_offsets ${JSON.stringify(off)} past the end)`,
-          { tensor: name, size, end },
+          { tensor: name, size, end, truncated: true },
         );
       }
       tensors.set(name, { dtype, shape: shape as number[], begin, end });
@@ -306,7 +307,9 @@ export function writeSafetensors(
   const headerBytes = Buffer.from(json, "utf8");
   const lenBuf = Buffer.alloc(8);
   lenBuf.writeBigUInt64LE(BigInt(headerBytes.length));
-  const tmp = `${path}.tmp-${process.pid}`;
+  removeDeadTemporariesOf(path);
+  const tmp = ownedTemporary(path);
+  const untrack = trackTemporary(tmp);
   const fd = openSync(tmp, "w");
   try {
     writeAll(fd, lenBuf);
@@ -331,10 +334,12 @@ export function writeSafetensors(
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
+    untrack();
     throw e;
   }
   closeSync(fd);
   renameSync(tmp, path);
+  untrack();
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {

@@ -105,6 +105,10 @@ export class OrtSession {
       // The arena keeps memory between runs (no page faults on every layer of a
       // checkpointed step); the memory pattern is off because with shapes changing per
       // batch it allocated a second block beside the first run's (peak RSS doubled).
+      // The arena never gives memory back, and onnxruntime-node passes neither arena
+      // settings nor run options such as memory.enable_memory_arena_shrinkage; turning
+      // it off made serving several times slower. So serving bounds its memory by the
+      // shapes it runs instead (src/serve/model-predictor.ts).
       enableCpuMemArena: true,
       enableMemPattern: false,
       ...(process.env.ESMKIT_ORT_PROFILE

@@ -65,6 +65,8 @@ export interface EsmKitServer {
 export const DEFAULT_GRACE_MS = 20_000;
 /** Bytes of an over-limit body we read and throw away before cutting the connection. */
 const DISCARD_LIMIT = 16 * MB;
+/** How long a connection closed after an error still reads what the client sends. */
+const LINGER_MS = 2000;
 const ROUTES: Record<string, string[]> = {
   "/ping": ["GET", "HEAD"],
   "/invocations": ["POST"],
@@ -133,6 +135,33 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (!req.complete) aborted();
     });
   });
+}
+
+/**
+ * After an answer to a request whose body was not read to the end, the connection
+ * cannot carry another request (the rest of the body, or a next request sent in its
+ * place, would be taken for body bytes and never answered): answer with
+ * `Connection: close`, then close. Node closes such a socket as soon as the answer is
+ * written, which resets the connection if the client is still sending, and it may then
+ * lose the answer; so the socket keeps reading (and dropping) what arrives, for up to
+ * LINGER_MS or DISCARD_LIMIT bytes, or until the client closes its side.
+ */
+function closeAfterAnswer(socket: Socket): void {
+  const linger = () => {
+    if (socket.destroyed) return;
+    socket.end();
+    let dropped = 0;
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    socket.once("close", () => clearTimeout(timer));
+    socket.on("data", (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > DISCARD_LIMIT) socket.destroy();
+    });
+    socket.resume();
+  };
+  // node:http ends a `Connection: close` socket with destroySoon(); linger instead.
+  (socket as Socket & { destroySoon?: () => void }).destroySoon = linger;
 }
 
 export function createServer(options: ServerOptions): EsmKitServer {
@@ -272,7 +301,12 @@ export function createServer(options: ServerOptions): EsmKitServer {
           `${new Date().toISOString()} error ${id}: ${clean(String((e as Error)?.stack ?? e), 2000)}${cause ? ` | cause: ${clean(String(cause.stack ?? cause), 2000)}` : ""}`,
         );
       }
-      send(res, err.status, JSON.stringify(err.body), "application/json", err.headers);
+      const headers = { ...err.headers };
+      if (!req.complete) {
+        headers.Connection = "close";
+        closeAfterAnswer(req.socket);
+      }
+      send(res, err.status, JSON.stringify(err.body), "application/json", headers);
     });
   });
   // Keep idle keep-alive sockets open longer than clients and load balancers do: while a

@@ -4,10 +4,14 @@
  * with N workers N batches run at once on N cores (wasm runs one thread per instance).
  * Each worker holds its own copy of the model: N times the memory.
  */
+import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import { ConfigError, EsmKitError } from "../errors";
+import { ADAPTER_CONFIG } from "../lora/adapter-io";
+import { isRepoId } from "../model/hub";
+import { resolveCheckpoint } from "../model/pretrained";
 import type { EsmPredictorOptions } from "./model-predictor";
 import type { ClassProbabilities, Predictor } from "./predictor";
 
@@ -33,6 +37,24 @@ interface Slot {
   pending: Map<number, { resolve: (r: ClassProbabilities[]) => void; reject: (e: Error) => void }>;
 }
 
+/**
+ * Download the Hub model behind `dir` (a Hub id, or an adapter whose base is one) here,
+ * once, so the workers only read the cache instead of each downloading it.
+ */
+async function prefetchHubModel(dir: string, base: string | undefined): Promise<void> {
+  let id = dir;
+  if (existsSync(path.join(dir, ADAPTER_CONFIG)) && !existsSync(path.join(dir, "config.json"))) {
+    try {
+      id =
+        base ??
+        JSON.parse(readFileSync(path.join(dir, ADAPTER_CONFIG), "utf8")).base_model_name_or_path;
+    } catch {
+      return; // a broken adapter_config.json: the worker reports it
+    }
+  }
+  if (typeof id === "string" && !existsSync(id) && isRepoId(id)) await resolveCheckpoint(id);
+}
+
 export async function loadWorkerPredictor(
   dir: string,
   options: WorkerPredictorOptions = {},
@@ -51,6 +73,7 @@ export async function loadWorkerPredictor(
         ? undefined
         : Math.max(1, Math.floor(availableParallelism() / n))),
   };
+  await prefetchHubModel(dir, options.base);
   const script = path.join(__dirname, "predictor-worker.js");
   const slots: Slot[] = [];
   let nextId = 0;

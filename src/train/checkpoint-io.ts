@@ -20,6 +20,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ConfigError, StorageError, WeightsError } from "../errors";
+import { isProcessAlive, ownedTemporary, trackTemporary } from "../util/temporaries";
 
 export interface TensorRecord {
   shape: number[];
@@ -150,9 +151,10 @@ export function writeCheckpoint(dir: string, data: CheckpointData): void {
 
   const parent = path.dirname(path.resolve(dir));
   fs.mkdirSync(parent, { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}`;
+  const tmp = ownedTemporary(dir);
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp);
+  const untrack = trackTemporary(tmp);
   try {
     const fd = fs.openSync(path.join(tmp, TENSORS), "w");
     try {
@@ -190,6 +192,8 @@ export function writeCheckpoint(dir: string, data: CheckpointData): void {
       { dir },
       { cause: e },
     );
+  } finally {
+    untrack();
   }
 }
 
@@ -334,30 +338,20 @@ export function saveCheckpoint(
   return { step, path: dir };
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
- * Remove leftovers of interrupted writes under `root`: `.tmp-<pid>` of processes no
- * longer running, `.del-*`, and `.old-*` whose step has a complete checkpoint again.
- * Returns the removed paths.
+ * Remove leftovers of interrupted writes under `root`: `.tmp-<pid>` and `.del-<pid>` of
+ * processes no longer running, and `.old-*` whose step has a complete checkpoint again.
+ * Returns the removed paths. (The run folder's lock keeps other writers out meanwhile.)
  */
 export function removeStaleTemporaries(root: string): string[] {
   if (!fs.existsSync(root)) return [];
   const removed: string[] = [];
   for (const name of fs.readdirSync(root)) {
     const full = path.join(root, name);
-    const tmp = /^checkpoint-\d+\.tmp-(\d+)$/.exec(name);
+    const dead = /^checkpoint-\d+\.(?:tmp|del)-(\d+)$/.exec(name);
     const old = /^(checkpoint-\d+)\.old-\d+$/.exec(name);
     const stale =
-      (tmp && !pidAlive(Number(tmp[1]))) ||
-      /^checkpoint-\d+\.del-\d+$/.test(name) ||
+      (dead && !isProcessAlive(Number(dead[1]))) ||
       (old && isCompleteCheckpoint(path.join(root, old[1]!)));
     if (stale) {
       fs.rmSync(full, { recursive: true, force: true });

@@ -1,7 +1,8 @@
 /**
- * Evaluation over a labelled set: the (class-weighted) loss as the trainer computes it,
- * class probabilities per example, and the binary metrics (accuracy, precision, recall,
- * F1, MCC, ROC-AUC, confusion matrix).
+ * Evaluation over a labelled set: the mean cross-entropy (`unweightedLoss`), with class
+ * weights also the class-weighted loss the trainer minimises (`weightedLoss`), class
+ * probabilities per example, and the binary metrics (accuracy, precision, recall, F1,
+ * MCC, ROC-AUC, confusion matrix).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { type Example, epochBatches } from "./batching";
@@ -9,8 +10,17 @@ import { crossEntropy } from "./loss";
 import { type BinaryMetrics, binaryMetrics } from "./metrics";
 import { type ClassifierModel, forwardLogits } from "./step";
 
+/** The two losses carry distinct names: they differ whenever the classes are weighted. */
+export interface EvalLosses {
+  /** Mean cross-entropy over the examples, every example counting once. */
+  unweightedLoss: number;
+  /** Class-weighted mean cross-entropy (torch's weighted CrossEntropyLoss, what training
+   * minimises); only when class weights were given. */
+  weightedLoss?: number;
+}
+
 export interface EvalResult {
-  metrics: BinaryMetrics & { loss: number };
+  metrics: BinaryMetrics & EvalLosses;
   /** Per example (in input order): class probabilities. */
   probabilities: number[][];
   /** Per example: argmax class. */
@@ -34,7 +44,8 @@ export function evaluate(
 ): EvalResult {
   const n = examples.length;
   const probabilities: number[][] = new Array(n);
-  let weightedLoss = 0;
+  let plainSum = 0;
+  let weightedSum = 0;
   let weightSum = 0;
   for (const batch of epochBatches(examples, {
     batchSize: options.batchSize ?? 16,
@@ -42,7 +53,7 @@ export function evaluate(
     epoch: 0,
     shuffle: false,
   })) {
-    const { probs, loss, wsum } = tf.tidy(() => {
+    const { probs, plain, weighted, wsum } = tf.tidy(() => {
       const shape: [number, number] = [batch.batchSize, batch.seqLen];
       const fromEngine = options.engine?.logits(batch);
       const logits = fromEngine
@@ -54,18 +65,19 @@ export function evaluate(
           });
       const labels = tf.tensor1d(batch.labels, "int32");
       const w = options.classWeights;
-      // Batch losses are weighted means; recombine them into the weighted mean over all.
+      // Batch losses are (weighted) means; recombine them into means over all examples.
       const batchWeight = w
         ? Array.from(batch.labels, (l) => w[l] ?? 0).reduce((a, b) => a + b, 0)
         : batch.batchSize;
-      const l = crossEntropy(logits, labels, w ? { weight: w } : {});
       return {
         probs: tf.softmax(logits).arraySync() as number[][],
-        loss: l.dataSync()[0]! * batchWeight,
+        plain: crossEntropy(logits, labels).dataSync()[0]! * batch.batchSize,
+        weighted: w ? crossEntropy(logits, labels, { weight: w }).dataSync()[0]! * batchWeight : 0,
         wsum: batchWeight,
       };
     });
-    weightedLoss += loss;
+    plainSum += plain;
+    weightedSum += weighted;
     weightSum += wsum;
     batch.indices.forEach((idx, row) => {
       probabilities[idx] = probs[row]!;
@@ -74,6 +86,10 @@ export function evaluate(
   const labels = examples.map((e) => e.label);
   const predictions = probabilities.map((p) => p.indexOf(Math.max(...p)));
   const scores = probabilities.map((p) => p[1] ?? 0);
-  const metrics = { ...binaryMetrics(labels, predictions, scores), loss: weightedLoss / weightSum };
+  const metrics: EvalResult["metrics"] = {
+    ...binaryMetrics(labels, predictions, scores),
+    unweightedLoss: plainSum / n,
+  };
+  if (options.classWeights) metrics.weightedLoss = weightedSum / weightSum;
   return { metrics, probabilities, predictions };
 }

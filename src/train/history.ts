@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError } from "../errors";
+import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 
 export interface HistoryEvent {
   /** "train", "eval", "checkpoint", ... */
@@ -106,4 +107,43 @@ export function parseHistory(text: string, source = "history"): HistoryEvent[] {
 /** All events of a history file, in order. */
 export function readHistory(file: string): HistoryEvent[] {
   return parseHistory(fs.readFileSync(file, "utf8"), file);
+}
+
+/**
+ * Cut a history back to what a checkpoint at `step` had seen: events of later steps (a
+ * crash after the checkpoint) are dropped, so the resumed run does not repeat them; a
+ * torn last line goes too. The file is replaced atomically (a temporary renamed over
+ * it). Returns the number of events dropped. A missing file stays missing.
+ */
+export function truncateHistory(file: string, step: number): number {
+  removeDeadTemporariesOf(file);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw e;
+  }
+  const events = parseHistory(text, file);
+  const kept = events.filter((e) => typeof e.step !== "number" || e.step <= step);
+  const out = kept.map((e) => `${JSON.stringify(e)}\n`).join("");
+  if (out === text) return 0;
+  const tmp = ownedTemporary(file);
+  const untrack = trackTemporary(tmp);
+  try {
+    const fd = fs.openSync(tmp, "w");
+    try {
+      fs.writeSync(fd, out);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    untrack();
+  }
+  return events.length - kept.length;
 }

@@ -24,7 +24,7 @@ export type { ClipResult } from "./clip";
 export { clipGradNorm, globalGradNorm } from "./clip";
 export { type EvalResult, evaluate } from "./evaluate";
 export type { HistoryEvent, HistoryWriterOptions } from "./history";
-export { HistoryWriter, parseHistory, readHistory } from "./history";
+export { HistoryWriter, parseHistory, readHistory, truncateHistory } from "./history";
 export type { CrossEntropyOptions } from "./loss";
 export { balancedClassWeights, crossEntropy } from "./loss";
 export type { BinaryMetrics, RocCurve } from "./metrics";
@@ -45,6 +45,15 @@ export {
   adamWStateToRecords,
   isDecayParameter,
 } from "./optimizer";
+export { type OpenRunOptions, openRun, RunMismatchError, type RunStart } from "./run-folder";
+export {
+  diffIdentity,
+  IDENTITY_LABELS,
+  type IdentityDifference,
+  type RunIdentity,
+  SAFE_TO_CHANGE_ON_RESUME,
+} from "./run-identity";
+export { acquireRunLock, type RunLock, RunLockedError } from "./run-lock";
 export type { LinearScheduleOptions, LrSchedule } from "./schedule";
 export {
   linearScheduleWithWarmup,

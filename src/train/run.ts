@@ -2,9 +2,12 @@
  * The whole fine-tuning job behind `esmkit train` (and the demo): load the prepared
  * data and the base model, inject LoRA, train, evaluate, and write
  * `model/` (merged, Hugging Face format), `adapter/` (PEFT), `metrics.json`,
- * `history.jsonl` and `checkpoints/`.
+ * `history.jsonl`, `run.json` and `checkpoints/`.
+ *
+ * The output folder is locked for the whole job (run-lock.ts); `model/` and `adapter/`
+ * are written under temporary names and renamed into place, `metrics.json` last.
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { type BackendChoice, describeBackend, ensureBackend } from "../backend";
 import { loadPrepared } from "../data/frame";
@@ -16,9 +19,13 @@ import { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
 import { OnnxEsmEngine } from "../onnx/engine";
 import { checkThreads, defaultThreads, type EngineChoice, resolveEngine } from "../onnx/select";
+import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 import type { Example } from "./batching";
 import type { EvalResult } from "./evaluate";
 import { GradientPool, type ReplicaRecipe } from "./parallel";
+import { checkRunFolder, writeFileAtomic } from "./run-folder";
+import { type RunIdentity, weightsFingerprint } from "./run-identity";
+import { acquireRunLock, type RunLock } from "./run-lock";
 import { type TrainConfig, type TrainEvent, train } from "./trainer";
 
 export interface FineTuneOptions extends Partial<TrainConfig> {
@@ -43,7 +50,15 @@ export interface FineTuneOptions extends Partial<TrainConfig> {
   engine?: EngineChoice;
   /** onnxruntime threads (onnx engine); default: every core. */
   threads?: number;
-  resume?: boolean;
+  /**
+   * true: continue the run in `out` (same settings, see run-identity.ts); "auto":
+   * continue it if there is one, else start (the SageMaker container); default false.
+   */
+  resume?: boolean | "auto";
+  /** Replace a run already in `out` (by default a new run refuses such a folder). */
+  overwrite?: boolean;
+  /** A lock on `out` the caller already holds (the s3:// staging holds its own). */
+  lock?: RunLock;
   signal?: AbortSignal;
   onEvent?: (event: TrainEvent) => void;
   /** Human-readable notes (backend, random weights, frozen embeddings). */
@@ -55,6 +70,8 @@ export interface FineTuneResult {
   randomWeights: boolean;
   metrics?: EvalResult["metrics"];
   interrupted: boolean;
+  /** The run had already reached its last step (a resume after the end): nothing trained. */
+  alreadyComplete: boolean;
   step: number;
   files: string[];
 }
@@ -136,6 +153,74 @@ export function examplesFrom(
 }
 
 export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult> {
+  // Fail fast, before anything is loaded: another process on this folder, or a folder
+  // that a new run (or a resume) cannot use. The identity is checked once it is known.
+  const created = !existsSync(options.out);
+  if (created) checkRunFolder(options.out, options); // before the lock creates the folder
+  const lock = options.lock ?? acquireRunLock(options.out, "training output");
+  try {
+    checkRunFolder(options.out, options); // again, now that no other run can change it
+    return await fineTuneLocked({ ...options, lock });
+  } finally {
+    if (!options.lock) {
+      lock.release();
+      // A run that failed before writing anything leaves no empty folder behind.
+      if (created) removeIfEmpty(options.out);
+    }
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty (the run wrote something), or already gone
+  }
+}
+
+/** The label column `esmkit prepare` recorded in stats.json, if any. */
+function labelColumn(dataDir: string): string | undefined {
+  try {
+    const stats = JSON.parse(readFileSync(path.join(dataDir, "stats.json"), "utf8"));
+    return typeof stats.labelColumn === "string" ? stats.labelColumn : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Write a directory through `write(tmp)` and rename it into `dir` (replacing it) when complete. */
+async function writeDirAtomic(dir: string, write: (tmp: string) => unknown): Promise<void> {
+  removeDeadTemporariesOf(dir);
+  const tmp = ownedTemporary(dir);
+  const untrack = trackTemporary(tmp);
+  try {
+    rmSync(tmp, { recursive: true, force: true });
+    await write(tmp);
+    rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+    untrack();
+  }
+}
+
+/** Whether `out` holds every final output of a run that ended at `step`. */
+function outputsComplete(out: string, step: number, lora: boolean): boolean {
+  try {
+    const m = JSON.parse(readFileSync(path.join(out, "metrics.json"), "utf8"));
+    return (
+      m.steps === step &&
+      existsSync(path.join(out, "model", "config.json")) &&
+      (!lora || existsSync(path.join(out, "adapter", "adapter_config.json")))
+    );
+  } catch {
+    return false;
+  }
+}
+
+async function fineTuneLocked(
+  options: FineTuneOptions & { lock: RunLock },
+): Promise<FineTuneResult> {
   const say = options.onMessage ?? (() => undefined);
   const backend = await ensureBackend({ backend: options.backend });
   say(`backend: ${describeBackend(backend)}`);
@@ -165,6 +250,12 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
     seed: options.seed,
     onMessage: say,
   });
+  const column = labelColumn(options.data);
+  const identity: RunIdentity = {
+    model: weightsFingerprint(model.namedVariables()),
+    task: `sequence classification, ${model.config.numLabels} labels${column ? ` (label column ${column})` : ""}`,
+    maxLength,
+  };
   let lora: LoraModel | undefined;
   let pool: GradientPool | undefined;
   let engine: OnnxEsmEngine | undefined;
@@ -180,6 +271,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
         `LoRA r=${lora.config.rank} alpha=${lora.config.alpha} on ${lora.adapters.size} layers: ` +
           `${r.trainable.toLocaleString("en")} trainable of ${r.total.toLocaleString("en")} parameters (${r.percent.toFixed(2)} %)`,
       );
+      for (const e of lora.excluded) say(`LoRA target ${e.name} skipped: ${e.reason}`);
     } else if (decision.name === "onnx" || backend.name === "wasm") {
       // wasm has no UnsortedSegmentSum kernel, which the embedding (gather) gradient
       // needs, and the onnx engine's backward pass stops below the first layer.
@@ -228,15 +320,25 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
       train: trainSet,
       eval: evalSet,
       outDir: options.out,
+      identity,
+      lock: options.lock,
     });
-    const files = ["history.jsonl", "checkpoints/"];
-    if (!result.interrupted) {
+    const files = ["run.json", "history.jsonl", "checkpoints/"];
+    const complete =
+      result.alreadyComplete && outputsComplete(options.out, result.step, lora !== undefined);
+    if (complete) {
+      say(`the outputs of step ${result.step} are in place in ${options.out}`);
+    } else if (!result.interrupted) {
+      if (result.alreadyComplete) say(`writing the missing outputs of step ${result.step}`);
+      const out = (name: string) => path.join(options.out, name);
       if (lora) {
-        saveAdapter(lora, model, path.join(options.out, "adapter"), { baseModel: options.model });
+        await writeDirAtomic(out("adapter"), (tmp) =>
+          saveAdapter(lora!, model, tmp, { baseModel: options.model }),
+        );
         files.push("adapter/");
         lora.merge();
       }
-      await model.savePretrained(path.join(options.out, "model"));
+      await writeDirAtomic(out("model"), (tmp) => model.savePretrained(tmp));
       files.push("model/");
       const metrics = {
         model: options.model,
@@ -246,19 +348,19 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuneResult
         steps: result.step,
         trainExamples: trainSet.length,
         evalExamples: evalSet.length,
-        eval: result.lastEval?.metrics ?? null,
+        /** The class weights of the training loss and of eval.weightedLoss (null: none). */
+        classWeights: result.classWeights,
+        eval: result.metrics ?? null,
       };
-      writeFileSync(
-        path.join(options.out, "metrics.json"),
-        `${JSON.stringify(metrics, null, 2)}\n`,
-      );
+      writeFileAtomic(out("metrics.json"), `${JSON.stringify(metrics, null, 2)}\n`);
       files.push("metrics.json");
     }
     return {
       out: options.out,
       randomWeights,
-      metrics: result.lastEval?.metrics,
+      metrics: result.metrics,
       interrupted: result.interrupted,
+      alreadyComplete: result.alreadyComplete,
       step: result.step,
       files,
     };

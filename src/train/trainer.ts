@@ -5,6 +5,11 @@
  * cross-entropy, optional gradient checkpointing, length-bucketed batches, seeded and
  * resumable: checkpoints at optimizer-step boundaries hold the trainable weights, the
  * optimizer state and every random state, so a resumed run ends on the same weights.
+ *
+ * The output folder is locked while a run writes it (run-lock.ts), and every checkpoint
+ * records the run's identity (run-identity.ts): a resume continues only the run that
+ * made the checkpoint, and a new run does not mix into a folder holding another
+ * (run-folder.ts).
  */
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
@@ -12,19 +17,16 @@ import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
 import { SeededRandom } from "../util/random";
 import { type Batch, batchesPerEpoch, type Example, epochBatches } from "./batching";
-import {
-  latestCheckpoint,
-  readCheckpoint,
-  removeStaleTemporaries,
-  saveCheckpoint,
-  type TensorRecord,
-} from "./checkpoint-io";
+import { saveCheckpoint, type TensorRecord } from "./checkpoint-io";
 import { clipGradNorm } from "./clip";
 import { type EvalResult, evaluate, type LogitsEngine } from "./evaluate";
-import { HistoryWriter } from "./history";
+import { HistoryWriter, readHistory } from "./history";
 import { balancedClassWeights } from "./loss";
 import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
 import type { GradientPool } from "./parallel";
+import { CHECKPOINTS_DIR, HISTORY_FILE, openRun } from "./run-folder";
+import { examplesFingerprint, parametersFingerprint, type RunIdentity } from "./run-identity";
+import { acquireRunLock, type RunLock } from "./run-lock";
 import { linearScheduleWithWarmup } from "./schedule";
 import {
   type ClassifierModel,
@@ -99,7 +101,14 @@ export type TrainEvent =
     }
   | { type: "eval"; step: number; epoch: number; metrics: EvalResult["metrics"] }
   | { type: "checkpoint"; step: number; path: string }
-  | { type: "end"; step: number; interrupted: boolean; elapsedSeconds: number };
+  | {
+      type: "end";
+      step: number;
+      interrupted: boolean;
+      /** The run had reached its last step before this call: nothing was trained. */
+      alreadyComplete: boolean;
+      elapsedSeconds: number;
+    };
 
 export interface TrainOptions extends Partial<TrainConfig> {
   model: ClassifierModel;
@@ -108,11 +117,24 @@ export interface TrainOptions extends Partial<TrainConfig> {
   lora?: LoraModel;
   train: readonly Example[];
   eval?: readonly Example[];
-  /** Directory for `checkpoints/` and `history.jsonl`. */
+  /** Directory for `checkpoints/`, `history.jsonl` and `run.json`; locked while training. */
   outDir: string;
-  /** Continue from the latest checkpoint in `outDir/checkpoints`. */
-  resume?: boolean;
+  /**
+   * true: continue the run in `outDir` from its latest checkpoint; refused when the
+   * folder holds no run or a checkpoint of a run with other settings (see
+   * run-identity.ts). "auto": continue when there is a run of this identity, else start
+   * (SageMaker restarts). false (default): start; refused when `outDir` holds a run.
+   */
+  resume?: boolean | "auto";
+  /** Replace a run found in `outDir` instead of refusing (with resume "auto": only another run's). */
+  overwrite?: boolean;
+  /** Settings of the caller that define the run too (base model, max length, ...). */
+  identity?: RunIdentity;
+  /** The caller already holds `outDir`'s lock (fineTune); otherwise train takes it. */
+  lock?: RunLock;
   onEvent?: (event: TrainEvent) => void;
+  /** Human-readable notes (resume decisions). */
+  onMessage?: (message: string) => void;
   /** Aborting stops after the current optimizer step, saving a checkpoint. */
   signal?: AbortSignal;
   /** Worker threads computing the accumulation micro-batches in parallel (LoRA only). */
@@ -136,7 +158,14 @@ export interface StepEngine extends LogitsEngine {
 export interface TrainResult {
   step: number;
   interrupted: boolean;
+  /** The run had already reached its last step: nothing was trained or saved. */
+  alreadyComplete: boolean;
+  /** The evaluation run by this call, if any. */
   lastEval?: EvalResult;
+  /** Metrics of the run's last evaluation (this call's, or the history's when already complete). */
+  metrics?: EvalResult["metrics"];
+  /** The class weights of the loss, as resolved ("balanced" from the labels); null: none. */
+  classWeights: number[] | null;
   history: string;
 }
 
@@ -249,7 +278,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     warmupSteps: cfg.warmupSteps,
     warmupRatio: cfg.warmupRatio,
   });
-  const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
   const dropoutRng = lora?.dropoutRng;
   const pool = options.pool;
   if (pool && options.engine) {
@@ -270,26 +298,64 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       ? [...lora.adapters.keys()].filter((n) => !n.startsWith("lm_head.")).length
       : 0;
 
-  const ckptRoot = path.join(options.outDir, "checkpoints");
-  const state: ResumeState = { step: 0, epoch: 0, microBatch: 0, dropoutRng: null, tokens: 0 };
-  let resumedFrom: number | null = null;
-  if (options.resume) {
-    removeStaleTemporaries(ckptRoot);
-    const latest = latestCheckpoint(ckptRoot);
-    if (latest) {
-      const data = readCheckpoint(latest.path);
+  const ckptRoot = path.join(options.outDir, CHECKPOINTS_DIR);
+  const identity: RunIdentity = {
+    ...options.identity,
+    trainData: examplesFingerprint(options.train),
+    evalData: examplesFingerprint(options.eval ?? []),
+    seed: cfg.seed,
+    lora: lora !== undefined,
+    ...(lora
+      ? {
+          loraRank: lora.config.rank,
+          loraAlpha: lora.config.alpha,
+          loraDropout: lora.config.dropout,
+          loraTargets: [lora.config.targetModules].flat(),
+          loraModulesToSave: lora.config.modulesToSave,
+        }
+      : {}),
+    trainableParameters: parametersFingerprint(params),
+    batchSize: cfg.batchSize,
+    gradientAccumulationSteps: cfg.gradientAccumulationSteps,
+    learningRate: cfg.learningRate,
+    weightDecay: cfg.weightDecay,
+    warmupSteps: cfg.warmupSteps ?? null,
+    warmupRatio: cfg.warmupRatio ?? null,
+    maxGradNorm: cfg.maxGradNorm,
+    classWeights: classWeights ?? null,
+    optimizer: "adamw, linear schedule with warm-up",
+  };
+  const lock = options.lock ?? acquireRunLock(options.outDir, "training output");
+  const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
+  try {
+    return await trainLocked();
+  } finally {
+    optimizer.dispose();
+    if (!options.lock) lock.release();
+  }
+
+  async function trainLocked(): Promise<TrainResult> {
+    const state: ResumeState = { step: 0, epoch: 0, microBatch: 0, dropoutRng: null, tokens: 0 };
+    let resumedFrom: number | null = null;
+    const start = openRun(options.outDir, {
+      identity,
+      resume: options.resume,
+      overwrite: options.overwrite,
+      onMessage: options.onMessage,
+    });
+    if (start.checkpoint) {
+      const { info, data } = start.checkpoint;
       const saved = data.state as ResumeState & { optimizer: unknown; totalSteps: number };
-      if (saved.totalSteps !== totalSteps) {
-        throw new ConfigError(
-          `Cannot resume from ${latest.path}: it was made for ${saved.totalSteps} optimizer steps, this run has ${totalSteps} (different data, batch size, accumulation or epochs)`,
-          { checkpoint: latest.path },
-        );
-      }
       for (const [name, v] of params) {
         const rec = data.tensors[`param/${name}`];
-        if (!rec)
-          throw new ConfigError(`Checkpoint ${latest.path} lacks parameter ${name}`, { name });
-        v.assign(tf.tensor(rec.data, rec.shape));
+        // The identity covers names and shapes; this guards checkpoints written by hand.
+        if (!rec || rec.shape.join("x") !== v.shape.join("x")) {
+          throw new ConfigError(
+            `Checkpoint ${info.path} does not fit this model: parameter ${name} is ${rec ? `[${rec.shape}]` : "missing"} there, [${v.shape}] here`,
+            { name },
+          );
+        }
+        tf.tidy(() => v.assign(tf.tensor(rec.data, rec.shape)));
       }
       optimizer.importState(adamWStateFromRecords(data.tensors, saved.optimizer as never));
       Object.assign(state, {
@@ -301,178 +367,227 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       });
       if (dropoutRng && saved.dropoutRng !== null) dropoutRng.setState(saved.dropoutRng);
       resumedFrom = saved.step;
+      if (saved.totalSteps !== totalSteps && saved.step < totalSteps) {
+        options.onMessage?.(
+          `the run now has ${totalSteps} optimizer steps (its checkpoints were made for ${saved.totalSteps}): the learning-rate schedule follows the new total from here`,
+        );
+      }
+    } else if (start.resumed) {
+      resumedFrom = 0;
     }
-  }
-  const history = new HistoryWriter(path.join(options.outDir, "history.jsonl"), {
-    append: resumedFrom !== null,
-  });
+    const historyFile = path.join(options.outDir, HISTORY_FILE);
+    const history = new HistoryWriter(historyFile, {
+      append: start.resumed,
+    });
+    const report = lora?.parameterReport();
+    emit({
+      type: "start",
+      totalSteps,
+      stepsPerEpoch,
+      examples: options.train.length,
+      trainable: report?.trainable ?? [...params.values()].reduce((a, v) => a + v.size, 0),
+      total: report?.total ?? [...model.namedVariables().values()].reduce((a, v) => a + v.size, 0),
+      classWeights: classWeights ?? null,
+      resumedFrom,
+    });
 
-  const report = lora?.parameterReport();
-  emit({
-    type: "start",
-    totalSteps,
-    stepsPerEpoch,
-    examples: options.train.length,
-    trainable: report?.trainable ?? [...params.values()].reduce((a, v) => a + v.size, 0),
-    total: report?.total ?? [...model.namedVariables().values()].reduce((a, v) => a + v.size, 0),
-    classWeights: classWeights ?? null,
-    resumedFrom,
-  });
-
-  const save = () => {
-    const tensors: Record<string, TensorRecord> = {};
-    for (const [name, v] of params) {
-      tensors[`param/${name}`] = { shape: [...v.shape], data: new Float32Array(v.dataSync()) };
-    }
-    const opt = adamWStateToRecords(optimizer.exportState());
-    Object.assign(tensors, opt.tensors);
-    const info = saveCheckpoint(
-      ckptRoot,
-      state.step,
-      {
-        tensors,
-        state: {
-          ...state,
-          dropoutRng: dropoutRng?.getState() ?? null,
-          optimizer: opt.meta,
-          totalSteps,
+    const save = () => {
+      const tensors: Record<string, TensorRecord> = {};
+      for (const [name, v] of params) {
+        tensors[`param/${name}`] = { shape: [...v.shape], data: new Float32Array(v.dataSync()) };
+      }
+      const opt = adamWStateToRecords(optimizer.exportState());
+      Object.assign(tensors, opt.tensors);
+      const info = saveCheckpoint(
+        ckptRoot,
+        state.step,
+        {
+          tensors,
+          state: {
+            ...state,
+            dropoutRng: dropoutRng?.getState() ?? null,
+            optimizer: opt.meta,
+            totalSteps,
+            identity,
+          },
         },
-      },
-      { saveTotalLimit: cfg.saveTotalLimit },
-    );
-    history.write({ type: "checkpoint", step: state.step, path: info.path });
-    emit({ type: "checkpoint", step: state.step, path: info.path });
-  };
+        { saveTotalLimit: cfg.saveTotalLimit },
+      );
+      history.write({ type: "checkpoint", step: state.step, path: info.path });
+      emit({ type: "checkpoint", step: state.step, path: info.path });
+    };
 
-  const started = performance.now();
-  const startTokens = state.tokens;
-  let lastEval: EvalResult | undefined;
-  let interrupted = false;
-  if (lora) lora.training = true;
-  try {
-    outer: for (let epoch = state.epoch; epoch < epochs; epoch++) {
-      const skip = epoch === state.epoch ? state.microBatch : 0;
-      let micro = 0;
-      let acc = new Map<string, tf.Tensor>();
-      let accLoss = 0;
-      let inWindow = 0;
-      let windowBatches: Batch[] = [];
-      for (const batch of epochBatches(options.train, {
-        batchSize: cfg.batchSize,
-        seed: cfg.seed,
-        epoch,
-      })) {
-        micro++;
-        if (micro <= skip) continue;
-        const stepOptions = {
-          classWeights,
-          lossScale: 1 / cfg.gradientAccumulationSteps,
-          gradientCheckpointing: cfg.gradientCheckpointing,
-        };
-        state.tokens += batch.attentionMask.reduce((a, m) => a + m, 0);
-        inWindow++;
-        if (pool) {
-          windowBatches.push(batch);
-        } else {
-          const t = toTensors(batch);
-          const r = options.engine
-            ? options.engine.lossAndGradients(params, t, { ...stepOptions, dropoutRng })
-            : lossAndGradients(model, params, t, { ...stepOptions, dropoutRng });
-          disposeBatch(t);
-          addInto(acc, r.grads);
-          accLoss += r.loss;
+    const hasEval = options.eval !== undefined && options.eval.length > 0 && cfg.evalEachEpoch;
+    const runEval = (epoch: number): EvalResult => {
+      if (lora) lora.training = false;
+      const result = evaluate(model, options.eval!, {
+        batchSize: cfg.evalBatchSize,
+        classWeights,
+        engine: options.engine,
+      });
+      if (lora) lora.training = true;
+      const ev = { type: "eval" as const, step: state.step, epoch, metrics: result.metrics };
+      history.write(ev);
+      emit(ev);
+      return result;
+    };
+    /** The eval event of `step` in the history kept from before (a resumed run). */
+    const evalInHistory = (step: number) =>
+      start.resumed
+        ? readHistory(historyFile)
+            .filter((e) => e.type === "eval" && e.step === step)
+            .at(-1)
+        : undefined;
+
+    const started = performance.now();
+    const startTokens = state.tokens;
+    let lastEval: EvalResult | undefined;
+    let metrics: EvalResult["metrics"] | undefined;
+    let interrupted = false;
+    const alreadyComplete = resumedFrom !== null && state.step >= totalSteps;
+    if (lora) lora.training = true;
+    try {
+      // A checkpoint at the end of an epoch (or of the run) may predate that epoch's
+      // evaluation (a stop right after the step): evaluate first if the history lacks it.
+      const atEpochEnd = state.step > 0 && (state.microBatch === 0 || alreadyComplete);
+      if (start.checkpoint && hasEval && atEpochEnd) {
+        const earlier = evalInHistory(state.step);
+        if (earlier) metrics = earlier.metrics as EvalResult["metrics"];
+        else {
+          lastEval = runEval(state.microBatch === 0 ? state.epoch : state.epoch + 1);
+          metrics = lastEval.metrics;
         }
-        const windowDone = micro % cfg.gradientAccumulationSteps === 0 || micro === microPerEpoch;
-        if (!windowDone) continue;
-        if (pool) {
-          // Each job starts from the dropout state the sequential loop would have had.
-          const start = dropoutRng?.getState() ?? null;
-          const jobs = windowBatches.map((b, k) => ({
-            batch: b,
-            rngState: advance(start, k * drawsPerMicroBatch),
-          }));
-          const results = await pool.run(params, jobs, stepOptions);
-          for (const r of results) {
-            const grads = new Map<string, tf.Tensor>();
-            for (const [name, data] of Object.entries(r.grads))
-              grads.set(name, tf.tensor(data, params.get(name)!.shape));
-            addInto(acc, grads);
+      }
+      if (alreadyComplete) {
+        options.onMessage?.(
+          `the run is already complete: step ${state.step} of ${totalSteps}; nothing to train`,
+        );
+      }
+      outer: for (let epoch = state.epoch; epoch < epochs && !alreadyComplete; epoch++) {
+        const skip = epoch === state.epoch ? state.microBatch : 0;
+        let micro = 0;
+        let acc = new Map<string, tf.Tensor>();
+        let accLoss = 0;
+        let inWindow = 0;
+        let windowBatches: Batch[] = [];
+        for (const batch of epochBatches(options.train, {
+          batchSize: cfg.batchSize,
+          seed: cfg.seed,
+          epoch,
+        })) {
+          micro++;
+          if (micro <= skip) continue;
+          const stepOptions = {
+            classWeights,
+            lossScale: 1 / cfg.gradientAccumulationSteps,
+            gradientCheckpointing: cfg.gradientCheckpointing,
+          };
+          state.tokens += batch.attentionMask.reduce((a, m) => a + m, 0);
+          inWindow++;
+          if (pool) {
+            windowBatches.push(batch);
+          } else {
+            const t = toTensors(batch);
+            const r = options.engine
+              ? options.engine.lossAndGradients(params, t, { ...stepOptions, dropoutRng })
+              : lossAndGradients(model, params, t, { ...stepOptions, dropoutRng });
+            disposeBatch(t);
+            addInto(acc, r.grads);
             accLoss += r.loss;
           }
-          const end = advance(start, windowBatches.length * drawsPerMicroBatch);
-          if (dropoutRng && end !== null) dropoutRng.setState(end);
-          windowBatches = [];
-        }
+          const windowDone = micro % cfg.gradientAccumulationSteps === 0 || micro === microPerEpoch;
+          if (!windowDone) continue;
+          if (pool) {
+            // Each job starts from the dropout state the sequential loop would have had.
+            const start = dropoutRng?.getState() ?? null;
+            const jobs = windowBatches.map((b, k) => ({
+              batch: b,
+              rngState: advance(start, k * drawsPerMicroBatch),
+            }));
+            const results = await pool.run(params, jobs, stepOptions);
+            for (const r of results) {
+              const grads = new Map<string, tf.Tensor>();
+              for (const [name, data] of Object.entries(r.grads))
+                grads.set(name, tf.tensor(data, params.get(name)!.shape));
+              addInto(acc, grads);
+              accLoss += r.loss;
+            }
+            const end = advance(start, windowBatches.length * drawsPerMicroBatch);
+            if (dropoutRng && end !== null) dropoutRng.setState(end);
+            windowBatches = [];
+          }
 
-        const lr = schedule.lrAt(optimizer.stepCount);
-        const clipped = clipGradNorm(acc, cfg.maxGradNorm);
-        optimizer.step(clipped.grads, lr);
-        tf.dispose([...acc.values(), ...clipped.grads.values()]);
-        acc = new Map();
-        state.step++;
-        state.epoch = epoch;
-        state.microBatch = micro;
-        const elapsed = (performance.now() - started) / 1000;
-        const ev = {
-          type: "step" as const,
-          step: state.step,
-          totalSteps,
-          epoch: epoch + micro / microPerEpoch,
-          loss: accLoss / inWindow,
-          lr,
-          gradNorm: clipped.totalNorm,
-          tokensPerSecond: (state.tokens - startTokens) / Math.max(elapsed, 1e-9),
-          elapsedSeconds: elapsed,
-        };
-        accLoss = 0;
-        inWindow = 0;
-        history.write(ev);
-        emit(ev);
-        if (micro === microPerEpoch) {
-          state.epoch = epoch + 1;
-          state.microBatch = 0;
+          const lr = schedule.lrAt(optimizer.stepCount);
+          const clipped = clipGradNorm(acc, cfg.maxGradNorm);
+          optimizer.step(clipped.grads, lr);
+          tf.dispose([...acc.values(), ...clipped.grads.values()]);
+          acc = new Map();
+          state.step++;
+          state.epoch = epoch;
+          state.microBatch = micro;
+          const elapsed = (performance.now() - started) / 1000;
+          const ev = {
+            type: "step" as const,
+            step: state.step,
+            totalSteps,
+            epoch: epoch + micro / microPerEpoch,
+            loss: accLoss / inWindow,
+            lr,
+            gradNorm: clipped.totalNorm,
+            tokensPerSecond: (state.tokens - startTokens) / Math.max(elapsed, 1e-9),
+            elapsedSeconds: elapsed,
+          };
+          accLoss = 0;
+          inWindow = 0;
+          history.write(ev);
+          emit(ev);
+          if (micro === microPerEpoch) {
+            state.epoch = epoch + 1;
+            state.microBatch = 0;
+          }
+          // The end of the run or of an epoch: evaluation and the checkpoint follow below.
+          if (state.step >= totalSteps || micro === microPerEpoch) break;
+          if (options.signal?.aborted) {
+            interrupted = true;
+            save();
+            break outer;
+          }
+          if (cfg.saveSteps > 0 && state.step % cfg.saveSteps === 0) save();
+          // Let timers, signals and progress output run between steps.
+          await new Promise((resolve) => setImmediate(resolve));
         }
+        tf.dispose([...acc.values()]);
         const last = state.step >= totalSteps;
-        if (options.signal?.aborted) {
+        if (options.signal?.aborted && !last) {
+          // Stop now; the resumed run evaluates this epoch first (see atEpochEnd).
           interrupted = true;
           save();
-          break outer;
+          break;
         }
-        if (cfg.saveSteps > 0 && state.step % cfg.saveSteps === 0 && !last) save();
+        if (hasEval) {
+          lastEval = runEval(epoch + 1);
+          metrics = lastEval.metrics;
+        }
         if (last) break;
-        // Let timers, signals and progress output run between steps.
-        await new Promise((resolve) => setImmediate(resolve));
+        if (epoch + 1 < epochs) save();
       }
-      tf.dispose([...acc.values()]);
-      if (options.eval && options.eval.length > 0 && cfg.evalEachEpoch) {
-        if (lora) lora.training = false;
-        lastEval = evaluate(model, options.eval, {
-          batchSize: cfg.evalBatchSize,
-          classWeights,
-          engine: options.engine,
-        });
-        if (lora) lora.training = true;
-        const ev = {
-          type: "eval" as const,
-          step: state.step,
-          epoch: epoch + 1,
-          metrics: lastEval.metrics,
-        };
-        history.write(ev);
-        emit(ev);
-      }
-      if (state.step >= totalSteps) break;
-      if (epoch + 1 < epochs) save();
+      if (!interrupted && !alreadyComplete) save();
+    } finally {
+      if (lora) lora.training = false;
+      history.close();
     }
-    if (!interrupted) save();
-  } finally {
-    if (lora) lora.training = false;
-    history.close();
-    optimizer.dispose();
+    const elapsedSeconds = (performance.now() - started) / 1000;
+    emit({ type: "end", step: state.step, interrupted, alreadyComplete, elapsedSeconds });
+    return {
+      step: state.step,
+      interrupted,
+      alreadyComplete,
+      lastEval,
+      metrics,
+      classWeights: classWeights ?? null,
+      history: history.path,
+    };
   }
-  const elapsedSeconds = (performance.now() - started) / 1000;
-  emit({ type: "end", step: state.step, interrupted, elapsedSeconds });
-  return { step: state.step, interrupted, lastEval, history: history.path };
 }
 
 /** Variables marked trainable (full fine-tuning). */

@@ -42,9 +42,7 @@ export function runCli(
   timeoutMs = 120_000,
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    // `sagemaker` goes through cli-child.js until main.ts registers it (see there).
-    const entry = args[0] === "sagemaker" ? path.join(__dirname, "cli-child.js") : CLI;
-    const child = spawn(process.execPath, [entry, ...args], {
+    const child = spawn(process.execPath, [CLI, ...args], {
       env,
       stdio: ["ignore", "pipe", "pipe"],
     });

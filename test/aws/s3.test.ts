@@ -155,8 +155,15 @@ test("an aborted s3 output leaves nothing behind; upload/download of a directory
   const keys = await uploadDir(src, `s3://${BUCKET}/tree/`);
   assert.deepEqual(keys, ["tree/adapter/a.json", "tree/m.txt"]);
   const dst = await tmp("esmkit-s3-tree-");
+  // Partial downloads of a killed process go; a running one's stay.
+  const { spawnSync } = await import("node:child_process");
+  const dead = spawnSync(process.execPath, ["-e", ""]).pid;
+  await writeFile(path.join(dst, `m.txt.partial-${dead}`), "half");
+  await writeFile(path.join(dst, `m.txt.partial-${process.ppid}`), "half");
   assert.deepEqual(await downloadPrefix(`s3://${BUCKET}/tree`, dst), ["adapter/a.json", "m.txt"]);
   assert.equal(await readFile(path.join(dst, "adapter", "a.json"), "utf8"), "{}");
+  assert.equal(existsSync(path.join(dst, `m.txt.partial-${dead}`)), false);
+  assert.equal(existsSync(path.join(dst, `m.txt.partial-${process.ppid}`)), true);
   await assert.rejects(downloadPrefix(`s3://${BUCKET}/nothing-here`, dst), /No objects under/);
 });
 
@@ -240,6 +247,33 @@ test("esmkit train with --data, --model and --out on S3, then --resume from the 
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stderr, /downloading checkpoints from .*runs\/r1\/checkpoints\//);
   assert.match(again.stderr, /resuming from step 2/);
+  assert.match(again.stderr, /already complete/);
+
+  // A new run into the same s3:// output is refused; --overwrite replaces the old run.
+  const fresh = await runCli([...args, ...quick, "--learning-rate", "5e-4"], cliEnv(moto));
+  assert.equal(fresh.status, 2, fresh.stderr);
+  assert.match(fresh.stderr, /runs\/r1 already holds a training run/);
+  const replaced = await runCli(
+    [...args, ...quick, "--learning-rate", "5e-4", "--max-steps", "1", "--overwrite"],
+    cliEnv(moto),
+  );
+  assert.equal(replaced.status, 0, replaced.stderr);
+  const after = (await listObjects(out)).map((o) => o.key.slice("runs/r1/".length));
+  assert.ok(!after.some((k) => k.startsWith("checkpoints/checkpoint-2/")), after.join(", "));
+  assert.ok(
+    after.some((k) => k.startsWith("checkpoints/checkpoint-1/")),
+    after.join(", "),
+  );
+  const history = await (await import("../../src/io/storage")).readText(`${out}/history.jsonl`);
+  assert.deepEqual(
+    history
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.type === "step")
+      .map((e) => e.step),
+    [1],
+  );
 });
 
 test("esmkit predict reads --csv and --fasta from S3", { skip }, async () => {

@@ -143,6 +143,44 @@ test("container run under a temporary /opt/ml: model files, checkpoints, then a 
   assert.ok(existsSync(path.join(p.model, "model.safetensors")));
 });
 
+test("a restarted job refuses checkpoints of a run with other settings, unless overwrite=true", async () => {
+  const root = await containerRoot(QUICK());
+  const env = { ...process.env, ESMKIT_SM_ROOT: root };
+  const p = sageMakerPaths(root);
+  assert.equal((await runCli(["train"], env)).status, 0);
+  // The same checkpoint folder (S3 prefix), another learning rate.
+  await writeFile(p.hyperparameters, JSON.stringify({ ...QUICK(), learning_rate: "5e-4" }));
+  await rm(p.model, { recursive: true });
+  const refused = await runCli(["train"], env);
+  assert.equal(refused.status, 2, refused.stderr);
+  const failure = await readFile(p.failure, "utf8");
+  assert.match(failure, /^RunMismatchError: Cannot resume in /);
+  assert.match(
+    failure,
+    /learning rate \(--learning-rate\): 0\.0001 in the folder's run, 0\.0005 now/,
+  );
+  assert.equal(existsSync(path.join(p.model, "config.json")), false, "no model from the old run");
+
+  await writeFile(
+    p.hyperparameters,
+    JSON.stringify({ ...QUICK(), learning_rate: "5e-4", overwrite: "true" }),
+  );
+  await rm(p.failure);
+  const replaced = await runCli(["train"], env);
+  assert.equal(replaced.status, 0, replaced.stderr);
+  assert.match(replaced.stderr, /replacing another run/);
+  const manifest = JSON.parse(
+    await readFile(path.join(p.checkpoints, "checkpoint-2", "manifest.json"), "utf8"),
+  );
+  assert.equal(manifest.state.identity.learningRate, 5e-4);
+  // overwrite=true still resumes the job's own checkpoints (a spot restart).
+  await rm(p.model, { recursive: true });
+  const restarted = await runCli(["train"], env);
+  assert.equal(restarted.status, 0, restarted.stderr);
+  assert.match(restarted.stderr, /resuming from step 2/);
+  assert.doesNotMatch(restarted.stderr, /replacing/);
+});
+
 test("bad hyperparameters: output/failure names the problem, exit code non-zero", async () => {
   const root = await containerRoot({ ...QUICK(), learning_rate: "fast" });
   const r = await runCli(["train"], { ...process.env, ESMKIT_SM_ROOT: root });

@@ -217,3 +217,214 @@ test("reads from an http URL with progress, and reports HTTP errors", async () =
     server.close();
   }
 });
+
+/** Ids and sequences of a written split, read back from its Parquet file. */
+async function splitRows(out: string, split: "train" | "test") {
+  const pl = (await import("nodejs-polars")).default;
+  const frame = pl.readParquet(path.join(out, `${split}.parquet`));
+  return {
+    ids: frame.getColumn("id").toArray() as string[],
+    sequences: frame.getColumn("sequence").toArray() as string[],
+  };
+}
+
+test("a file with repeated rows: one copy kept, the rest counted as duplicate, no protein in both splits", async () => {
+  const dir = await tmp("esmkit-prep-");
+  const sample = (await readFile(SAMPLE, "utf8")).trimEnd().split("\n");
+  const body = sample.slice(1);
+  // The whole table twice (as a careless concatenation makes it), then the same
+  // sequence under new ids: once with the same label, once with the other one.
+  const first = body[0]!.split(",");
+  const relabel = [...first];
+  relabel[1] = "NEWID2";
+  relabel[4] = first[4] === "1.0" ? "0.0" : "1.0";
+  const sameSeq = [...first];
+  sameSeq[1] = "NEWID1";
+  const sameId = [...body[1]!.split(",")];
+  sameId[sameId.length - 1] = "M".repeat(150);
+  const csv = path.join(dir, "repeated.csv");
+  await writeFile(
+    csv,
+    `${[sample[0], ...body, ...body, sameSeq.join(","), relabel.join(","), sameId.join(",")].join("\n")}\n`,
+  );
+  const out = path.join(dir, "out");
+  const { stats } = await prepare({ input: csv, out });
+  const n = body.length; // 1950, line 2 .. n + 1
+  assert.equal(stats.rowsRead, 2 * n + 3);
+  const dup = stats.dropped.duplicate!;
+  assert.equal(dup.count, n + 3);
+  assert.equal(dup.firstLines[0], n + 2, "the first repeated row is the first duplicate");
+  assert.equal(dup.examples[0], `line ${n + 2}: same row as line 2`);
+  const relabelLine = 2 * n + 3;
+  // Same counts as the file without repeats: the duplicates change nothing else.
+  const once = await prepare({ input: SAMPLE, out: path.join(dir, "once") });
+  assert.equal(stats.rowsKept, once.stats.rowsKept);
+  assert.deepEqual(stats.splits, once.stats.splits);
+  assert.deepEqual(stats.filtered, once.stats.filtered);
+  assert.equal(stats.duplicateLabelConflicts.count, 1);
+  assert.deepEqual(stats.duplicateLabelConflicts.firstLines, [relabelLine]);
+  assert.match(
+    stats.duplicateLabelConflicts.examples[0]!,
+    new RegExp(
+      `^line ${relabelLine}: same sequence as line 2 \\(${first[1]}\\): Membrane \\d here, \\d kept$`,
+    ),
+  );
+
+  const train = await splitRows(out, "train");
+  const test = await splitRows(out, "test");
+  const trainIds = new Set(train.ids);
+  const trainSeqs = new Set(train.sequences);
+  assert.equal(trainIds.size, train.ids.length, "no id twice in train");
+  assert.equal(trainSeqs.size, train.sequences.length, "no sequence twice in train");
+  assert.deepEqual(
+    test.ids.filter((id) => trainIds.has(id)),
+    [],
+    "no test id is also in train",
+  );
+  assert.deepEqual(
+    test.sequences.filter((s) => trainSeqs.has(s)),
+    [],
+    "no test sequence is also in train",
+  );
+  assert.ok(!trainIds.has("NEWID1") && !test.ids.includes("NEWID1"));
+
+  // Each kind of duplicate, named in the examples.
+  const small = path.join(dir, "small.csv");
+  const rows = [
+    HEADER,
+    row(0, "P1", "1.0", seq(150)), // 2
+    row(1, "P2", "0.0", seq(150, "M")), // 3
+    row(2, "P1", "1.0", seq(150)), // 4: the same row again
+    row(3, "P3", "0.0", ` ${seq(150, "M")} `), // 5: P2's sequence (after trimming)
+    row(4, "P2", "0.0", seq(160, "G")), // 6: P2's id, another sequence
+    row(5, "P4", "0.0", seq(150)), // 7: P1's sequence, another label
+    row(6, "P5", "0.0", seq(170, "V")), // 8
+  ];
+  await writeFile(small, `${rows.join("\n")}\n`);
+  const s = (await prepare({ input: small, out: path.join(dir, "small"), testSize: 0.4 })).stats;
+  assert.equal(s.rowsKept, 3);
+  assert.deepEqual(s.dropped.duplicate, {
+    count: 4,
+    firstLines: [4, 5, 6, 7],
+    examples: [
+      "line 4: same row as line 2",
+      "line 5: same sequence as line 3 (P2)",
+      "line 6: id P2 already on line 3, with another sequence",
+      "line 7: same sequence as line 2 (P1)",
+    ],
+  });
+  assert.deepEqual(s.duplicateLabelConflicts, {
+    count: 1,
+    firstLines: [7],
+    examples: ["line 7: same sequence as line 2 (P1): Membrane 0 here, 1 kept"],
+  });
+});
+
+test("a file cut mid-row: the unterminated last row is dropped with a warning, not kept shortened", async () => {
+  const dir = await tmp("esmkit-prep-");
+  const full = await readFile(SAMPLE, "utf8");
+  // Cut inside the last protein: the file no longer ends with a line break.
+  const cut = path.join(dir, "cut.csv");
+  await writeFile(cut, full.slice(0, full.length - 40));
+  const r = cli(["prepare", "--input", cut, "--out", path.join(dir, "out"), "--quiet"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(
+    r.stderr,
+    /warning: .*cut\.csv does not end with a line break: its last row \(line 1951\) may be cut off and was dropped/,
+  );
+  const stats = JSON.parse(
+    await readFile(path.join(dir, "out", "stats.json"), "utf8"),
+  ) as PrepareStats;
+  assert.deepEqual(stats.dropped.unterminated_last_row, {
+    count: 1,
+    firstLines: [1951],
+    examples: ["line 1951"],
+  });
+  assert.equal(stats.warnings.length, 1);
+  const complete = await prepare({ input: SAMPLE, out: path.join(dir, "full") });
+  assert.deepEqual(complete.stats.warnings, []);
+  assert.equal(complete.stats.dropped.unterminated_last_row, undefined);
+  assert.equal(stats.rowsRead, complete.stats.rowsRead);
+  const lastLine = full.trimEnd().split("\n").pop()!;
+  const lastId = lastLine.split(",")[1]!;
+  const kept = [
+    ...(await splitRows(path.join(dir, "out"), "train")).ids,
+    ...(await splitRows(path.join(dir, "out"), "test")).ids,
+  ];
+  assert.ok(!kept.includes(lastId), "the cut protein is not in the output");
+
+  // Cut inside a quoted field: the same.
+  const quoted = path.join(dir, "quoted.csv");
+  await writeFile(
+    quoted,
+    `${HEADER}\n${row(0, "OK1", "1.0", seq(150))}\n${row(1, "OK2", "0.0", seq(150, "M"))}\n2,CUT,Metazoa,0,0,0,0,0,0,0,0,0,0,0,0,"${seq(130)}`,
+  );
+  const q = await prepare({ input: quoted, out: path.join(dir, "q"), testSize: 0.5 });
+  assert.equal(q.stats.rowsKept, 2);
+  assert.deepEqual(q.stats.dropped.unterminated_last_row!.firstLines, [4]);
+});
+
+/** Bytes a terminal would act on: ESC, other C0 controls but tab and newline, C1. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+
+test("a binary file fails at once with a clear message and no raw bytes echoed", async () => {
+  const dir = await tmp("esmkit-prep-");
+  const cases: [string, Buffer, RegExp][] = [
+    [
+      "random.bin",
+      Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7919 + 27) % 256)),
+      /random\.bin is not a CSV text file: it has a NUL byte at offset \d+/,
+    ],
+    [
+      "data.csv.gz",
+      Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x1b, 0x5b, 0x32, 0x4a, 0x0a]),
+      /data\.csv\.gz is not a CSV text file: it is gzip-compressed; decompress it first/,
+    ],
+    [
+      "latin1.csv",
+      Buffer.concat([Buffer.from(",ACC,K\xe4ngdom\x1b[2J,Sequence\n", "latin1")]),
+      /latin1\.csv is not a CSV text file: its first bytes are not valid UTF-8/,
+    ],
+  ];
+  for (const [name, bytes, message] of cases) {
+    const file = path.join(dir, name);
+    await writeFile(file, bytes);
+    const r = cli(["prepare", "--input", file, "--out", path.join(dir, `out-${name}`)]);
+    assert.equal(r.status, 2, `${name}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, CONTROL, `${name}: no control bytes in the message`);
+    await assert.rejects(stat(path.join(dir, `out-${name}`)));
+  }
+  // Valid UTF-8 text whose header holds escape sequences: named, escaped.
+  const esc = path.join(dir, "esc.csv");
+  await writeFile(
+    esc,
+    `,ACC\u001b[2J,Kingdom,Partition\u009b31m,Sequence\n0,P1,Metazoa,0,${seq(150)}\n`,
+  );
+  const r = cli(["prepare", "--input", esc, "--out", path.join(dir, "out-esc")]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(
+    r.stderr,
+    /found: \(unnamed\), ACC\\u001b\[2J, Kingdom, Partition\\u009b31m, Sequence/,
+  );
+  assert.doesNotMatch(r.stderr, CONTROL);
+});
+
+test("control characters in bad rows are escaped in stats examples", async () => {
+  const dir = await tmp("esmkit-prep-");
+  const csv = path.join(dir, "ctl.csv");
+  const lines = [
+    HEADER,
+    row(0, "OK1", "1.0", seq(150)),
+    row(1, "OK2", "0.0", seq(150, "M")),
+    row(2, "ESC", "0.0", `${seq(120)}\u001b[31m`),
+    row(3, "LBL", "\u009b1m", seq(150)),
+  ];
+  await writeFile(csv, `${lines.join("\n")}\n`);
+  const { stats } = await prepare({ input: csv, out: path.join(dir, "out"), testSize: 0.5 });
+  assert.deepEqual(stats.dropped.invalid_characters!.examples, [
+    'line 4: "\\u001b" at residue 121',
+  ]);
+  assert.deepEqual(stats.dropped.invalid_label!.examples, ['line 5: Membrane="\\u009b1m"']);
+});

@@ -105,6 +105,19 @@ test("loss chart: train loss per step (non-finite skipped) and eval loss per eva
     assert.deepEqual(trace(fig, "eval loss").x, [2, 4]);
     assert.deepEqual(trace(fig, "eval loss").y, [0.65, 0.5]);
   }
+  // The trainer's eval events name both losses: the class-weighted one is plotted (the
+  // training loss is class-weighted too), and neither is a "metric".
+  const named: TrainerEvent[] = [
+    {
+      type: "eval",
+      step: 2,
+      epoch: 1,
+      metrics: { weightedLoss: 0.6, unweightedLoss: 0.55, f1: 0.5 },
+    },
+    { type: "eval", step: 4, epoch: 2, metrics: { unweightedLoss: 0.45, f1: 0.6 } },
+  ];
+  assert.deepEqual(trace(lossChart(named), "eval loss").y, [0.6, 0.45]);
+  assert.deepEqual(metricNames(named), ["f1"]);
 });
 
 test("metrics chart: one line per metric over epochs, the usual metrics first", () => {

@@ -257,7 +257,7 @@ test("esmkit kernel: list prints the kernels, bad actions are usage errors", asy
   );
   await assert.rejects(
     kernelCommand.run(["fly"]),
-    /expected an action: install, list or uninstall; got "fly"/,
+    /unknown subcommand "fly"; expected one of: install, list, uninstall/,
   );
   await assert.rejects(kernelCommand.run(["install", "--bogus"]), {
     code: "ERR_PARSE_ARGS_UNKNOWN_OPTION",

@@ -7,8 +7,11 @@ import {
   type AdaptableLinear,
   type AdaptableModel,
   applyLora,
+  exclusionReason,
   matchedModules,
   matchesTarget,
+  savedModuleOf,
+  targetReport,
 } from "../../src/lora/lora";
 
 before(async () => {
@@ -28,6 +31,7 @@ function toyModel(hidden = 6): AdaptableModel & { linears: Map<string, Adaptable
     "esm.encoder.layer.1.attention.self.query",
     "esm.encoder.layer.1.attention.self.value",
     "classifier.dense",
+    "lm_head.dense",
   ]) {
     const weight = tf.variable(tf.randomNormal([hidden, hidden], 0, 1, "float32", seed++));
     linears.set(name, { name, weight });
@@ -53,6 +57,61 @@ test("target matching follows PEFT: exact or .suffix for lists, full-match regex
   ]);
 });
 
+test("PEFT's exclusions come first: modules_to_save (regex, whole dotted names), exclude_modules, the masked-LM head", () => {
+  const saved = { modulesToSave: ["classifier", "score"] };
+  assert.match(
+    exclusionReason("classifier.dense", saved) ?? "",
+    /inside modules_to_save "classifier"/,
+  );
+  assert.ok(exclusionReason("classifier", saved));
+  assert.ok(exclusionReason("model.classifier.out_proj", saved), "inside, at any depth");
+  assert.equal(exclusionReason("classifier_head.dense", saved), undefined, "whole names only");
+  assert.equal(exclusionReason("esm.encoder.layer.0.attention.output.dense", saved), undefined);
+  assert.ok(
+    exclusionReason("esm.encoder.layer.1.output.dense", { modulesToSave: [String.raw`layer\.\d`] }),
+  );
+  const n = "esm.encoder.layer.0.attention.output.dense";
+  assert.match(
+    exclusionReason(n, { modulesToSave: [], excludeModules: ["attention.output.dense"] }) ?? "",
+    /named by exclude_modules/,
+  );
+  assert.ok(exclusionReason(n, { modulesToSave: [], excludeModules: String.raw`.*layer\.0.*` }));
+  assert.equal(
+    exclusionReason(n, { modulesToSave: [], excludeModules: "output.dense" }),
+    undefined,
+  );
+  assert.equal(exclusionReason(n, { modulesToSave: [], excludeModules: [] }), undefined);
+  assert.match(exclusionReason("lm_head.dense", saved) ?? "", /masked-LM head/);
+
+  const r = targetReport(toyModel(), { targetModules: ["value", "dense"], ...saved });
+  assert.deepEqual(r.matched, [
+    "esm.encoder.layer.0.attention.self.value",
+    "esm.encoder.layer.0.attention.output.dense",
+    "esm.encoder.layer.1.attention.self.value",
+  ]);
+  assert.deepEqual(
+    r.excluded.map((e) => e.name),
+    ["classifier.dense", "lm_head.dense"],
+  );
+  assert.deepEqual(matchedModules(toyModel(), ["dense"]), [
+    "esm.encoder.layer.0.attention.output.dense",
+  ]);
+  // As PeftModelForSequenceClassification: the classifier is always in modules_to_save.
+  const lora = applyLora(toyModel(), { targetModules: ["dense"], modulesToSave: [] });
+  assert.deepEqual(lora.config.modulesToSave, ["classifier", "score"]);
+  assert.deepEqual([...lora.adapters.keys()], ["esm.encoder.layer.0.attention.output.dense"]);
+  lora.dispose();
+});
+
+test("modules_to_save wraps the outermost module whose name ends with an entry (PEFT's _set_trainable)", () => {
+  assert.equal(savedModuleOf("classifier.dense.weight", ["classifier", "score"]), "classifier");
+  assert.equal(savedModuleOf("classifier.out_proj.bias", ["out_proj"]), "classifier.out_proj");
+  assert.equal(
+    savedModuleOf("esm.encoder.layer.0.attention.self.query.weight", ["classifier"]),
+    undefined,
+  );
+});
+
 test("no matching target is an AdapterError quoting the targets and real names", () => {
   assert.throws(
     () => applyLora(toyModel(), { targetModules: ["q_proj", "v_proj"] }),
@@ -76,6 +135,7 @@ test("adapters start as a no-op (B = 0), freeze the base and report trainable pa
   const m = toyModel(6);
   const lora = applyLora(m, { rank: 2, alpha: 4 });
   assert.equal(lora.adapters.size, 5);
+  assert.deepEqual(lora.excluded, [], "query, key, value touch no excluded module");
   const q = m.linears.get("esm.encoder.layer.0.attention.self.query")!;
   const x = tf.randomNormal([3, 6]) as tf.Tensor2D;
   const out = q.adapter!.apply(x);
@@ -84,9 +144,9 @@ test("adapters start as a no-op (B = 0), freeze the base and report trainable pa
   assert.equal(vars.get("esm.encoder.layer.0.attention.self.query.weight")!.trainable, false);
   assert.equal(vars.get("classifier.dense.weight")!.trainable, true);
   const report = lora.parameterReport();
-  // 5 adapters x (6*2 + 2*6) + classifier (36 + 6); base 7 x 42 = 294.
+  // 5 adapters x (6*2 + 2*6) + classifier (36 + 6); base 8 x 42 = 336.
   assert.equal(report.trainable, 5 * 24 + 42);
-  assert.equal(report.total, 294 + 5 * 24);
+  assert.equal(report.total, 336 + 5 * 24);
   assert.equal(lora.trainableVariables().size, 5 * 2 + 2);
   lora.dispose();
 });

@@ -10,6 +10,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   truncateSync,
@@ -149,6 +150,54 @@ test("a truncated weights file fails naming the file", async () => {
     dir,
     WeightsError,
     /truncated\/model\.safetensors: truncated file: tensor "[^"]+" ends at byte/,
+  );
+});
+
+test("a half-written model directory names the missing or cut-off file and what is accepted", async () => {
+  const accepted =
+    /A model directory needs config\.json plus model\.safetensors \(or model\.safetensors\.index\.json and every shard it lists\); save or copy the model again/;
+  const notPickle = async (dir: string, ...patterns: RegExp[]) => {
+    await assert.rejects(fromPretrained(dir, { onWarning: () => {} }), (e: unknown) => {
+      assert.ok(e instanceof WeightsError, `expected WeightsError, got ${e}`);
+      for (const p of patterns) assert.match(e.message, p);
+      assert.doesNotMatch(e.message, /pickle|convert/i);
+      return true;
+    });
+  };
+  // Killed while writing the weights: config.json and the temporary file are there.
+  const killed = variant("half-written");
+  renameSync(
+    path.join(killed, "model.safetensors"),
+    path.join(killed, "model.safetensors.tmp-4242"),
+  );
+  await notPickle(
+    killed,
+    /half-written is an incomplete model directory: it has config\.json but neither model\.safetensors nor model\.safetensors\.index\.json \(it holds config\.json, expected\.json, inputs\.json, model\.safetensors\.tmp-4242, tokenizer_config\.json, vocab\.txt\)\. model\.safetensors\.tmp-4242 is the leftover of a write that was interrupted\./,
+    accepted,
+  );
+  // Weights never written, no leftover.
+  rmSync(path.join(killed, "model.safetensors.tmp-4242"));
+  await notPickle(killed, /it has config\.json but neither model\.safetensors/, accepted);
+  // Weights written, config.json not (yet).
+  const noConfig = variant("no-config");
+  rmSync(path.join(noConfig, "config.json"));
+  await notPickle(
+    noConfig,
+    /no-config is an incomplete model directory: it has no config\.json\./,
+    accepted,
+  );
+  // Cut-off files.
+  const cut = variant("cut-weights");
+  truncateSync(path.join(cut, "model.safetensors"), 4096);
+  await notPickle(
+    cut,
+    /cut-weights\/model\.safetensors: truncated file: .*\. The file is incomplete \(an interrupted save, copy or download\); esmkit needs the whole file/,
+  );
+  const empty = variant("empty-config");
+  writeFileSync(path.join(empty, "config.json"), "");
+  await notPickle(
+    empty,
+    /empty-config\/config\.json is not valid JSON \(it is empty\): it is cut off, a sign of an interrupted save or copy/,
   );
 });
 

@@ -11,7 +11,7 @@ import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../../src/backend";
 import { loadAdapter, saveAdapter } from "../../src/lora/adapter-io";
-import { applyLora, type LoraModel } from "../../src/lora/lora";
+import { applyLora, DEFAULT_LORA, LoraModel } from "../../src/lora/lora";
 import type { Esm2Model } from "../../src/model/esm2";
 import { fromPretrained } from "../../src/model/pretrained";
 import { readSafetensors } from "../../src/model/safetensors";
@@ -338,9 +338,19 @@ test("LoRA dropout 0.1: plain and checkpointed engine steps agree and draw one s
   model.dispose();
 });
 
+/**
+ * LoRA on every dense layer, classifier.dense included. PEFT never adapts the classifier
+ * (it is in modules_to_save), so applyLora cannot make this; the engine supports it all
+ * the same, built here directly.
+ */
+function everyDense(model: Esm2Model, dropout: number): LoraModel {
+  const config = { ...DEFAULT_LORA, rank: 4, alpha: 8, dropout, targetModules: ["dense"] };
+  return new LoraModel(model, { ...config, modulesToSave: [] });
+}
+
 test("LoRA on every dense layer (classifier.dense included; dropout 0) matches tfjs", async () => {
   const model = await loadTiny();
-  const lora = applyLora(model, { rank: 4, alpha: 8, dropout: 0, targetModules: ["dense"] });
+  const lora = everyDense(model, 0);
   assert.ok(lora.adapters.has("classifier.dense"));
   randomiseLoraB(lora, 4);
   compareLoraStep(model, lora, "LoRA dense");
@@ -348,7 +358,8 @@ test("LoRA on every dense layer (classifier.dense included; dropout 0) matches t
 
 test("LoRA dropout on classifier.dense: the mask has one row per sequence", async () => {
   const model = await loadTiny();
-  const lora = applyLora(model, { rank: 4, alpha: 8, dropout: 0.1, targetModules: ["dense"] });
+  const lora = everyDense(model, 0.1);
+  assert.ok(lora.adapters.has("classifier.dense"));
   randomiseLoraB(lora, 5);
   lora.training = true;
   const params = lora.trainableVariables();

@@ -8,6 +8,10 @@ Builds a tiny random ESM-2 sequence classifier with `transformers`, wraps it wit
                          gradient accumulation 2, class-weighted cross-entropy,
                          AdamW with decay on weights only, linear warmup, clipping
   expected.json          inputs, LoRA forward logits, losses, grad norms, lrs
+  adapter-dense/         PEFT adapters whose targets also name modules inside
+  adapter-out-proj/      modules_to_save (`dense`, `out_proj`): PEFT puts no LoRA on
+                         classifier.dense / classifier.out_proj and saves them whole
+  expected-targets.json  their inputs, logits and the LoRA modules PEFT adapted
 
     .venv/bin/python test/reference/make_lora_fixtures.py
 """
@@ -130,5 +134,43 @@ def main():
     print("wrote", OUT, [s["grad_norm"] for s in steps])
 
 
+TARGETED = {"adapter-dense": ["query", "value", "dense"], "adapter-out-proj": ["query", "out_proj"]}
+
+
+def targeted():
+    """Adapters whose targets reach into modules_to_save, with their logits."""
+    g = torch.Generator().manual_seed(2)
+    lengths = [9, 6, 12]
+    ids = torch.full((3, 12), 1, dtype=torch.long)
+    mask = torch.zeros((3, 12), dtype=torch.long)
+    for r, n in enumerate(lengths):
+        ids[r, 0] = 0
+        ids[r, 1:n - 1] = torch.randint(4, 24, (n - 2,), generator=g)
+        ids[r, n - 1] = 2
+        mask[r, :n] = 1
+    out = {"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "adapters": {}}
+    for name, targets in TARGETED.items():
+        base = EsmForSequenceClassification.from_pretrained(os.path.join(OUT, "base")).eval()
+        base.name_or_path = base.config._name_or_path = ""  # no machine path in the fixtures
+        model = get_peft_model(base, LoraConfig(task_type=TaskType.SEQ_CLS, r=2, lora_alpha=4,
+                                                lora_dropout=0.0, target_modules=targets))
+        with torch.no_grad():  # make every saved tensor matter: LoRA B and the classifier copy
+            for pname, p in model.named_parameters():
+                if "lora_B" in pname or "modules_to_save" in pname:
+                    p.add_(torch.randn(p.shape, generator=g) * 0.1)
+        model.eval()
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        model.save_pretrained(os.path.join(OUT, name))
+        lora_modules = sorted({k.split(".lora_A.")[0].removeprefix("base_model.model.")
+                               for k in model.state_dict() if ".lora_A." in k})
+        out["adapters"][name] = {"targets": targets, "lora_modules": lora_modules, "logits": logits.tolist()}
+    out["generator"] = f"transformers {transformers.__version__}, peft {peft.__version__}, torch {torch.__version__}"
+    with open(os.path.join(OUT, "expected-targets.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    print("wrote", list(TARGETED))
+
+
 if __name__ == "__main__":
     main()
+    targeted()

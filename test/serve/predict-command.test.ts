@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 import { predictCommand } from "../../src/cli/predict-command";
 import { serveCommand } from "../../src/cli/serve-command";
-import { DataError, EsmKitError } from "../../src/errors";
+import { ConfigError, DataError, EsmKitError } from "../../src/errors";
 import { InvalidSequenceError } from "../../src/serve/errors";
 import { setPredictorLoader } from "../../src/serve/predictor";
 import { FakePredictor, fakeProbabilities } from "./fake-predictor";
@@ -183,7 +183,7 @@ test("--sequence is repeatable (ids seq1, seq2, ...); usage errors exit 2 or nam
   );
   await assert.rejects(
     predictCommand.run(["--model", "m", "--sequence", "A", "--too-long", "drop"]),
-    /--too-long expects one of truncate, reject, got "drop"/,
+    /--too-long expects truncate or reject, got "drop"/,
   );
   await assert.rejects(
     predictCommand.run(["--model", "m", "--sequence", "A", "--batch-size", "x"]),
@@ -243,4 +243,37 @@ test("with a concurrent predictor, batches overlap and the output keeps the inpu
     seqs.map((s) => s.length),
   );
   assert.ok(maxRunning > 1 && maxRunning <= 3, `max concurrent batches ${maxRunning}`);
+});
+
+test("an --out that cannot be written fails before the model loads", async () => {
+  let loads = 0;
+  setPredictorLoader(async () => {
+    loads++;
+    return new FakePredictor();
+  });
+  const dir = await tmp();
+  const file = path.join(dir, "a-file");
+  await writeFile(file, "x");
+  const cases: [string, RegExp][] = [
+    [
+      path.join(dir, "missing-dir", "x.jsonl"),
+      /the folder .*missing-dir does not exist; create it first/,
+    ],
+    [path.join(file, "x.jsonl"), /a-file is not a folder/],
+    [dir, /is a folder; give a file name/],
+  ];
+  for (const [out, message] of cases) {
+    await assert.rejects(
+      predictCommand.run(["--model", "m", "--sequence", "MKT", "--out", out]),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError, String(e));
+        assert.match(e.message, /^--out "/);
+        assert.match(e.message, message);
+        return true;
+      },
+    );
+  }
+  assert.equal(loads, 0, "the model was never loaded");
+  assert.deepEqual((await readdir(dir)).sort(), ["a-file"], "nothing written");
+  setPredictorLoader(undefined);
 });

@@ -435,6 +435,68 @@ test("a failing predictor answers 500 JSON without internals; malformed HTTP get
   assert.equal((await request(base, "/ping")).status, 200);
 });
 
+/** Send raw bytes on a new connection; collect what comes back until the server closes it. */
+function rawExchange(base: string, bytes: string, waitMs: number) {
+  const url = new URL(base);
+  return new Promise<{ text: string; closed: boolean }>((resolve, reject) => {
+    const socket: Socket = connect(Number(url.port), url.hostname, () => socket.write(bytes));
+    let text = "";
+    socket.on("data", (c) => {
+      text += c;
+    });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ text, closed: false });
+    }, waitMs);
+    socket.on("end", () => {
+      clearTimeout(timer);
+      socket.end();
+      resolve({ text, closed: true });
+    });
+    socket.on("error", reject);
+  });
+}
+
+test("a 413 for an oversized Content-Length closes the connection instead of waiting for the body", async (t) => {
+  const { base, server, logs } = await start({ maxPayloadBytes: 1000 });
+  t.after(() => server.close(100));
+  // The body never comes; the next request is sent on the same connection.
+  const r = await rawExchange(
+    base,
+    "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+      "Content-Length: 100000000\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
+    5000,
+  );
+  assert.match(r.text, /^HTTP\/1\.1 413 Payload Too Large\r\n/);
+  assert.match(r.text, /\r\nConnection: close\r\n/i);
+  assert.ok(r.closed, `the server closed the connection (got: ${JSON.stringify(r.text)})`);
+  assert.equal((r.text.match(/HTTP\/1\.1 /g) ?? []).length, 1, "nothing else on that connection");
+  assert.equal((await request(base, "/ping")).status, 200, "still serving");
+  assert.ok(logs.some((l) => / POST \/invocations 413 /.test(l)));
+
+  // A client that does send its too-large body still reads the 413, not a reset.
+  for (const size of [5000, 4 * 1024 * 1024]) {
+    const big = JSON.stringify({ inputs: "M".repeat(size) });
+    const reply = await invoke(base, big);
+    assertError(reply, 413, "payload_too_large", /over the limit of 1000 bytes/);
+    assert.equal(reply.headers.connection, "close");
+  }
+
+  // Errors on requests read to the end keep the connection open.
+  const kept = await rawExchange(
+    base,
+    "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n",
+    1000,
+  );
+  assert.match(kept.text, /^HTTP\/1\.1 404 /);
+  assert.match(
+    kept.text,
+    /HTTP\/1\.1 200 OK[\s\S]*"status":"ok"/,
+    "the second request is answered",
+  );
+  assert.doesNotMatch(kept.text, /Connection: close/i);
+});
+
 /** A raw connection that has sent all of a request but the blank line ending its headers. */
 function halfSentRequest(base: string, head: string) {
   const url = new URL(base);

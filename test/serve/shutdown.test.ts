@@ -112,3 +112,93 @@ test("a bad SAGEMAKER_BIND_TO_PORT fails at start with the value", async () => {
   assert.equal(code, 2);
   assert.match(err, /SAGEMAKER_BIND_TO_PORT="eighty" is not a port/);
 });
+
+/** Run serve-child (or another script) to its exit, killing it after `deadlineMs`. */
+async function runToExit(
+  script: string,
+  args: string[],
+  deadlineMs: number,
+  env: Record<string, string> = {},
+) {
+  const child = spawn(process.execPath, [script, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let err = "";
+  let loadedAt: number | undefined;
+  child.stderr!.on("data", (c) => {
+    err += c;
+    if (loadedAt === undefined && /model loaded/.test(err)) loadedAt = Date.now();
+  });
+  const killer = setTimeout(() => child.kill("SIGKILL"), deadlineMs);
+  const [code, signal] = await once(child, "exit");
+  clearTimeout(killer);
+  return {
+    code: code as number | null,
+    signal: signal as string | null,
+    err,
+    loadedAt,
+    exitAt: Date.now(),
+  };
+}
+
+/** A port that something else is listening on, for the duration of `fn`. */
+async function withBusyPort(fn: (port: number) => Promise<void>) {
+  const holder = createNetServer();
+  await new Promise<void>((r) => holder.listen(0, "127.0.0.1", r));
+  try {
+    await fn((holder.address() as { port: number }).port);
+  } finally {
+    await new Promise<void>((r) => holder.close(() => r()));
+  }
+}
+
+test("a busy port (EADDRINUSE): exit 2 within 5 s with the reason, the model stopped", async () => {
+  await withBusyPort(async (port) => {
+    const r = await runToExit(CHILD, ["--model", "m", "--port", String(port)], 20_000);
+    assert.equal(r.signal, null, `killed after 20 s: the process hung\n${r.err}`);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, new RegExp(`Cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
+    assert.ok(r.loadedAt !== undefined, r.err);
+    assert.ok(r.exitAt - r.loadedAt < 5000, `exited ${r.exitAt - r.loadedAt} ms after loading`);
+  });
+});
+
+test("the real model in worker threads: a busy port ends the process, not a hang", async () => {
+  const bin = path.join(__dirname, "..", "..", "..", "bin", "esmkit.js");
+  const model = path.join(__dirname, "..", "..", "..", "test", "fixtures", "model", "tiny");
+  await withBusyPort(async (port) => {
+    const r = await runToExit(bin, ["serve", "--model", model, "--port", String(port)], 60_000, {
+      ESMKIT_WORKERS: "1",
+    });
+    assert.equal(r.signal, null, `killed after 60 s: the process hung\n${r.err}`);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /esmkit serve: Cannot listen on .*EADDRINUSE/);
+  });
+});
+
+test("invalid limits exit 2 before the model loads, naming the flag and the value", async () => {
+  const cases: [string[], RegExp, Record<string, string>?][] = [
+    [["--max-batch-size", "0"], /--max-batch-size expects an integer >= 1, got "0"/],
+    [["--timeout-ms", "0"], /--timeout-ms expects an integer >= 1, got "0"/],
+    [["--max-queue", "4", "--max-sequences", "8"], /maxQueue \(4\) must be at least/],
+    [["--too-long", "clip"], /--too-long .*"clip"/],
+    [
+      [],
+      /SAGEMAKER_MAX_PAYLOAD_IN_MB="lots" is not valid/,
+      { SAGEMAKER_MAX_PAYLOAD_IN_MB: "lots" },
+    ],
+    [
+      [],
+      /SAGEMAKER_MAX_CONCURRENT_TRANSFORMS="0" is not valid/,
+      { SAGEMAKER_MAX_CONCURRENT_TRANSFORMS: "0" },
+    ],
+  ];
+  for (const [flags, message, env] of cases) {
+    const r = await runToExit(CHILD, ["--model", "m", "--port", "0", ...flags], 20_000, env);
+    assert.equal(r.signal, null, `${flags.join(" ")}: hung\n${r.err}`);
+    assert.equal(r.code, 2, `${flags.join(" ")}: ${r.err}`);
+    assert.match(r.err, message);
+    assert.doesNotMatch(r.err, /model loaded/, `${flags.join(" ")}: checked before loading`);
+  }
+});

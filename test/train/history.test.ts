@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { after, mock, test } from "node:test";
 import { DataError } from "../../src/errors";
-import { HistoryWriter, parseHistory, readHistory } from "../../src/train/history";
+import { HistoryWriter, parseHistory, readHistory, truncateHistory } from "../../src/train/history";
 
 const dir = fs.mkdtempSync(path.join(tmpdir(), "esmkit-history-"));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -69,4 +69,26 @@ test("a malformed line in the middle is an error naming the line", () => {
     () => parseHistory('{"step":1}\n'),
     /line 1 is not a history event \(not an object with a string "type"\)/,
   );
+});
+
+test("truncateHistory cuts back to a checkpoint's step, drops a torn line, replaces the file whole", () => {
+  const file = path.join(dir, "cut", "history.jsonl");
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const events = [
+    { type: "step", step: 1, loss: 0.9 },
+    { type: "step", step: 2, loss: 0.8 },
+    { type: "checkpoint", step: 2, path: "checkpoints/checkpoint-2" },
+    { type: "step", step: 3, loss: 0.7 },
+    { type: "eval", step: 3, epoch: 1, metrics: { accuracy: 0.5 } },
+  ];
+  fs.writeFileSync(file, `${events.map((e) => JSON.stringify(e)).join("\n")}\n{"type":"st`);
+  assert.equal(truncateHistory(file, 2), 2, "step 3 and its eval (and the torn line)");
+  assert.deepEqual(readHistory(file), events.slice(0, 3));
+  assert.ok(fs.readFileSync(file, "utf8").endsWith("\n"));
+  assert.equal(truncateHistory(file, 2), 0, "nothing more to drop");
+  assert.deepEqual(fs.readdirSync(path.dirname(file)), ["history.jsonl"], "no temporary left");
+  assert.equal(truncateHistory(file, 0), 3);
+  assert.equal(fs.readFileSync(file, "utf8"), "");
+  assert.equal(truncateHistory(path.join(dir, "cut", "missing.jsonl"), 5), 0);
+  assert.ok(!fs.existsSync(path.join(dir, "cut", "missing.jsonl")));
 });

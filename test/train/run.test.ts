@@ -165,7 +165,7 @@ test("esmkit evaluate prints the metrics of a saved model on a prepared split", 
     { encoding: "utf8" },
   );
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--split must be train or test, got "dev"/);
+  assert.match(bad.stderr, /--split expects train or test, got "dev"/);
 });
 
 test("Ctrl-C during esmkit train saves a checkpoint, exits 130, and --resume continues", async () => {

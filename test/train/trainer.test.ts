@@ -68,7 +68,7 @@ test("LoRA + head learn a synthetic task to >= 0.95 accuracy within 60 steps", a
   assert.deepEqual(start.classWeights?.length, 2);
   const acc = result.lastEval!.metrics.accuracy;
   console.log(
-    `synthetic task: accuracy ${acc.toFixed(3)} after ${result.step} steps, eval loss ${result.lastEval!.metrics.loss.toFixed(3)}`,
+    `synthetic task: accuracy ${acc.toFixed(3)} after ${result.step} steps, eval loss (class-weighted) ${result.lastEval!.metrics.weightedLoss!.toFixed(3)}`,
   );
   assert.ok(acc >= 0.95, `accuracy ${acc}`);
   const steps = events.filter((e) => e.type === "step");
