@@ -4,7 +4,7 @@
  *
  *   node build/bench/esmkit-side.js KIND '<json params>'
  *
- * KIND is setup | train | infer | memory | prepare. The answer is one line on stdout,
+ * KIND is setup | train | infer | memory | prepare | export. The answer is one line on stdout,
  * `@@BENCH {json}`; a failure inside the case is reported as `{"error": "..."}` there,
  * a crash of the process is recorded by the runner from the exit status and stderr.
  * `bench/reference_bench.py` is the PyTorch mirror of every case; both sides load the
@@ -23,11 +23,14 @@ import { rm } from "node:fs/promises";
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../src/backend";
 import { prepare } from "../src/data/prepare";
+import { exportModel } from "../src/export/export";
 import { saveAdapter } from "../src/lora/adapter-io";
 import { applyLora, type LoraModel } from "../src/lora/lora";
 import { type Esm2PresetName, esm2Config } from "../src/model/config";
 import { Esm2Model } from "../src/model/esm2";
 import { OnnxEsmEngine } from "../src/onnx/engine";
+import { parseFasta } from "../src/serve/fasta";
+import { loadEsmPredictor } from "../src/serve/model-predictor";
 import { clipGradNorm } from "../src/train/clip";
 import { AdamW } from "../src/train/optimizer";
 import {
@@ -96,6 +99,18 @@ interface InferParams extends EngineParams {
 }
 
 interface MemoryParams extends TrainParams {}
+
+interface ExportParams {
+  modelDir: string;
+  /** The export folder to write. */
+  out: string;
+  /** FASTA of the proteins every runtime classifies. */
+  proteins: string;
+  threads: number;
+  batch: number;
+  warmup: number;
+  repeats: number;
+}
 
 interface PrepareParams {
   input: string;
@@ -435,6 +450,100 @@ async function prepareCase(p: PrepareParams) {
   };
 }
 
+/** Runs `f` `n` times (awaited), timing each run, and what other processes took meanwhile. */
+async function timedAsync(
+  n: number,
+  f: () => Promise<void>,
+): Promise<{ seconds: number[]; otherCores: number | null }> {
+  const m = mark();
+  const seconds: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await f();
+    seconds.push((performance.now() - t0) / 1000);
+  }
+  return { seconds, otherCores: otherCoresSince(m) };
+}
+
+/**
+ * `esmkit export --quantize int8`, then the same proteins (batches in input order, as
+ * `esmkit predict` sends them) through esmkit's predictor and through transformers.js'
+ * text-classification pipeline on the exported folder, float32 and int8, each with
+ * `threads` onnxruntime threads. Also how far the int8 answers are from esmkit's.
+ */
+async function exportCase(p: ExportParams) {
+  const t0 = performance.now();
+  const { manifest } = await exportModel({
+    model: p.modelDir,
+    out: p.out,
+    quantize: "int8",
+    overwrite: true,
+  });
+  const exportSeconds = (performance.now() - t0) / 1000;
+  const limit = manifest.maxLength - 2;
+  const sequences = parseFasta(readFileSync(p.proteins, "utf8")).map((r) =>
+    r.sequence.slice(0, limit),
+  );
+  const batches: string[][] = [];
+  for (let i = 0; i < sequences.length; i += p.batch) batches.push(sequences.slice(i, i + p.batch));
+  const runs: Record<string, { probs: number[][]; seconds: number[]; otherCores: number | null }> =
+    {};
+  const measure = async (name: string, predict: (b: string[]) => Promise<number[][]>) => {
+    for (let i = 0; i < p.warmup; i++) await predict(batches[0]!);
+    let probs: number[][] = [];
+    const t = await timedAsync(p.repeats, async () => {
+      probs = [];
+      for (const b of batches) probs.push(...(await predict(b)));
+    });
+    runs[name] = { probs, ...t };
+  };
+  const predictor = await loadEsmPredictor(p.modelDir, { threads: p.threads, engine: "onnx" });
+  await measure("esmkit", async (b) => (await predictor.predict(b)).map((r) => r.probabilities));
+  predictor.dispose();
+  const { pipeline, env } = await import("@huggingface/transformers");
+  env.allowRemoteModels = false;
+  for (const dtype of ["fp32", "q8"] as const) {
+    const clf = await pipeline("text-classification", p.out, {
+      dtype,
+      session_options: { intraOpNumThreads: p.threads, interOpNumThreads: 1 },
+    });
+    await measure(dtype, async (b) => {
+      const out = (await clf(b, { top_k: null })) as { label: string; score: number }[][];
+      return out.map((row) => manifest.labels.map((l) => row.find((s) => s.label === l)!.score));
+    });
+    await clf.dispose();
+  }
+  const compare = (name: string) => {
+    let maxDp = 0;
+    let agree = 0;
+    const argmax = (r: number[]) => r.indexOf(Math.max(...r));
+    runs[name]!.probs.forEach((row, i) => {
+      const want = runs.esmkit!.probs[i]!;
+      if (argmax(row) === argmax(want)) agree++;
+      for (let c = 0; c < row.length; c++) maxDp = Math.max(maxDp, Math.abs(row[c]! - want[c]!));
+    });
+    return { maxDp, agreePercent: (100 * agree) / sequences.length };
+  };
+  const seqPerS = (name: string) => sequences.length / median(runs[name]!.seconds);
+  const mb = (f: string) => manifest.files[f]! / 2 ** 20;
+  return {
+    threads: p.threads,
+    proteins: sequences.length,
+    batch: p.batch,
+    exportSeconds,
+    fileMB: { fp32: mb("onnx/model.onnx"), int8: mb("onnx/model_quantized.onnx") },
+    seconds: Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, v.seconds])),
+    sequencesPerSecond: {
+      esmkit: seqPerS("esmkit"),
+      fp32: seqPerS("fp32"),
+      int8: seqPerS("q8"),
+    },
+    fp32: compare("fp32"),
+    int8: compare("q8"),
+    otherCores: Math.max(...Object.values(runs).map((r) => r.otherCores ?? 0)),
+  };
+}
+
 async function main(): Promise<void> {
   const kind = process.argv[2];
   const params = JSON.parse(process.argv[3] ?? "{}");
@@ -445,6 +554,7 @@ async function main(): Promise<void> {
     infer,
     memory,
     prepare: prepareCase,
+    export: exportCase,
   };
   const run = kind ? cases[kind] : undefined;
   if (!run) throw new Error(`unknown case kind "${kind}"; expected ${Object.keys(cases)}`);

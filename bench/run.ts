@@ -9,7 +9,9 @@
  * Cases: train-8m, train-35m (LoRA r8 on query/key/value, full optimizer steps, batch
  * 8 x 256), infer-8m, infer-35m (forward only, batch 1 and 16 at length 400), memory-8m
  * (one training step with and without gradient checkpointing, batch 8 x 512) and prepare
- * (`esmkit prepare` on the full DeepLoc CSV against pandas + the HF tokenizer). `--only`
+ * (`esmkit prepare` on the full DeepLoc CSV against pandas + the HF tokenizer) and export-8m
+ * (`esmkit export --quantize int8`, then transformers.js in Node, float32 and int8, next to
+ * esmkit's predictor on the same 50 DeepLoc proteins; no PyTorch column). `--only`
  * takes names or prefixes (`--only train,prepare`).
  *
  * Both sides load the SAME random weights: esmkit draws them (seed 1), writes a Hugging
@@ -58,6 +60,7 @@ const CASE_NAMES = [
   "infer-35m",
   "memory-8m",
   "prepare",
+  "export-8m",
 ] as const;
 type CaseName = (typeof CASE_NAMES)[number];
 const ENGINES: readonly BenchEngine[] = ["onnx", "tfjs"];
@@ -69,13 +72,18 @@ interface Sizes {
   infer: { batches: number[]; length: number; warmup: number; repeats: number };
   memory: { batch: number; length: number; repeats: number };
   prepare: { repeats: number };
+  /** The proteins every runtime classifies, in batches of `batch`. */
+  export: { proteins: string; batch: number; warmup: number; repeats: number };
 }
+
+const EXPORT_PROTEINS = path.join(ROOT, "test", "fixtures", "export", "deeploc-50.fasta");
 
 const FULL: Sizes = {
   train: { batch: 8, length: 256, warmup: 1, repeats: 3 },
   infer: { batches: [1, 16], length: 400, warmup: 1, repeats: 5 },
   memory: { batch: 8, length: 512, repeats: 3 },
   prepare: { repeats: 3 },
+  export: { proteins: EXPORT_PROTEINS, batch: 8, warmup: 1, repeats: 3 },
 };
 
 const QUICK: Sizes = {
@@ -84,6 +92,7 @@ const QUICK: Sizes = {
   infer: { batches: [1, 4], length: 32, warmup: 1, repeats: 3 },
   memory: { batch: 2, length: 64, repeats: 1 },
   prepare: { repeats: 1 },
+  export: { proteins: EXPORT_PROTEINS, batch: 8, warmup: 1, repeats: 1 },
 };
 
 interface Options {
@@ -941,6 +950,99 @@ async function prepareCase(ctx: Ctx) {
   });
 }
 
+/**
+ * transformers.js (Node) on the folder `esmkit export --quantize int8` wrote, float32 and
+ * int8, next to esmkit's own predictor, on the same proteins at each thread count. Not a
+ * PyTorch comparison: those columns stay empty; the notes give transformers.js / esmkit.
+ */
+async function exportCase(ctx: Ctx) {
+  const name = "export-8m";
+  const arch = ARCH["8m"];
+  const m = await model(ctx, arch);
+  const s = ctx.sizes.export;
+  const ours = new Map<number, Result>();
+  for (const threads of ctx.o.threads) {
+    progress(`esmkit ${name} (export, esmkit predict, transformers.js fp32 + int8) ${threads} thr`);
+    ours.set(
+      threads,
+      await esmkit(
+        "export",
+        {
+          modelDir: m.modelDir,
+          out: path.join(ctx.work.dir, `export-${threads}`),
+          proteins: s.proteins,
+          threads,
+          batch: s.batch,
+          warmup: s.warmup,
+          repeats: s.repeats,
+        },
+        ctx.o,
+        ctx.log,
+      ),
+    );
+  }
+  ctx.finish.push(() => {
+    const first = ours.get(ctx.o.threads[0]!)!;
+    const n = num(first.proteins) ?? "?";
+    const sps = (r: Result, k: string) =>
+      num((r.sequencesPerSecond as Record<string, unknown> | undefined)?.[k]);
+    const ratios = ctx.o.threads
+      .map((t) => {
+        const r = ours.get(t)!;
+        const e = sps(r, "esmkit");
+        const f = div(sps(r, "fp32"), e);
+        const q = div(sps(r, "int8"), e);
+        return `${t} thr: fp32 ${f?.toFixed(2) ?? "—"}x, int8 ${q?.toFixed(2) ?? "—"}x`;
+      })
+      .join("; ");
+    const errors = notesOf(
+      ...ctx.o.threads.map((t): [string, unknown] => [`esmkit ${t} thr`, ours.get(t)]),
+    );
+    const note = [
+      `no PyTorch column: transformers.js / esmkit predict = ${ratios}`,
+      "random weights (labels near ties)",
+      ...(errors ? [errors] : []),
+    ].join("; ");
+    const base = { case: name, note };
+    const cells = (f: (r: Result) => number | null) =>
+      ctx.o.threads.map((threads) => ({ threads, esmkit: f(ours.get(threads)!), torch: null }));
+    const stat = (r: Result, dtype: string, k: string) =>
+      num((r[dtype] as Record<string, unknown> | undefined)?.[k]);
+    return {
+      case: name,
+      description: `${arch} (random weights) exported with int8; ${n} DeepLoc proteins (${path.basename(s.proteins)}, 61-1,040 residues, cut to 1,022) in batches of ${s.batch} in input order: esmkit's predictor (onnx engine) and transformers.js' text-classification pipeline (onnxruntime-node) on the exported folder, float32 and int8 (dtype q8), each with N intra-op threads; seq/s = proteins / median seconds for all of them`,
+      esmkit: byThreads(ours),
+      torch: {},
+      rows: [
+        row(
+          { ...base, metric: `esmkit predict, ${n} proteins`, unit: "seq/s" },
+          cells((r) => sps(r, "esmkit")),
+        ),
+        row(
+          { ...base, metric: "transformers.js fp32 (Node)", unit: "seq/s" },
+          cells((r) => sps(r, "fp32")),
+        ),
+        row(
+          { ...base, metric: "transformers.js int8 (Node)", unit: "seq/s" },
+          cells((r) => sps(r, "int8")),
+        ),
+        row(
+          { ...base, metric: "fp32: max abs delta P vs esmkit", unit: "" },
+          cells((r) => stat(r, "fp32", "maxDp")),
+        ),
+        row(
+          { ...base, metric: "int8: labels as esmkit's", unit: "%" },
+          cells((r) => stat(r, "int8", "agreePercent")),
+        ),
+        row(
+          { ...base, metric: "int8: max abs delta P vs esmkit", unit: "" },
+          cells((r) => stat(r, "int8", "maxDp")),
+        ),
+      ],
+    };
+  });
+}
+
 // ---- output ----
 
 function fmt(x: number | null | undefined, unit = ""): string {
@@ -1059,6 +1161,7 @@ async function main(): Promise<void> {
         infer: { ...base.infer, repeats: r },
         memory: { ...base.memory, repeats: r },
         prepare: { repeats: r },
+        export: { ...base.export, repeats: r },
       }
     : base;
   const started = new Date();
@@ -1082,6 +1185,7 @@ async function main(): Promise<void> {
       if (c === "train-8m" || c === "train-35m") await trainCase(ctx, c);
       else if (c === "infer-8m" || c === "infer-35m") await inferCase(ctx, c);
       else if (c === "memory-8m") await memoryCase(ctx);
+      else if (c === "export-8m") await exportCase(ctx);
       else await prepareCase(ctx);
     }
     const torch: TorchRuns = new Map();

@@ -48,6 +48,7 @@ export {
   TokenizerError,
   WeightsError,
 } from "./errors";
+export * from "./export";
 export {
   type OpenedInput,
   type OutputDir,

@@ -7,6 +7,7 @@ import { isEsmKitError } from "../errors";
 import { defineGroup } from "./command";
 import { demoCommand } from "./demo-command";
 import { evaluateCommand } from "./evaluate-command";
+import { exportCommand } from "./export-command";
 import { kernelCommand } from "./kernel-command";
 import { predictCommand } from "./predict-command";
 import { prepareCommand } from "./prepare-command";
@@ -25,6 +26,7 @@ export const esmkit = defineGroup({
     kernelCommand,
     predictCommand,
     serveCommand,
+    exportCommand,
     sagemakerCommand,
   ],
 });

@@ -10,6 +10,10 @@
  * too: the additive attention mask `[B, 1, 1, L]`, the rotary cos/sin `[L, 1, hd]`,
  * the token-dropout row scale `[B, L, 1]`, LoRA dropout masks and the loss weights.
  *
+ * The export (src/export/) uses the same pieces for a self-contained model: its weights
+ * bound as initializers (GraphBuilder.bindInputs) and, with `tokenInputs`, int64 token
+ * inputs from which the graph computes those tables itself.
+ *
  * Backward formulas (row-major, N = B * L rows):
  *   Linear  y = x W + b:      dx = dy W^T, dW = x^T dy, db = colsum(dy)
  *   LoRA    y += s (m*x) A B: dB = s (m x A)^T dy, dA = s (m x)^T (dy B^T), dx += m * s dy B^T A^T
@@ -21,7 +25,11 @@
  *   loss    -sum(W log_softmax(z)), W = weighted one-hot rows: dz = softmax(z) rowsum(W) - W
  */
 import type { EsmConfig } from "../model/config";
+import { MASK_VALUE } from "../model/esm2";
+import { INV_FREQ_KEY } from "../model/parameters";
 import { floatAttr, GraphBuilder } from "./graph";
+import { DType } from "./proto";
+import { int8MatMul, int8ScaleName, int8WeightName } from "./quantize";
 
 /** How one Linear module takes part: trained fully, adapted by LoRA, or frozen. */
 export interface ModulePlan {
@@ -30,6 +38,33 @@ export interface ModulePlan {
   trainable: boolean;
   /** A LoRA side path; `dropout` true when a mask input multiplies its input. */
   lora: { scaling: number; rank: number; dropout: boolean } | null;
+  /**
+   * The weight is int8 (inputs `<module>.weight_int8` `[in, out]` and
+   * `<module>.weight_scale` `[out]`, see quantize.ts); forward passes only.
+   */
+  int8?: boolean;
+}
+
+/**
+ * Token inputs as tokenizers give them, for a self-contained model (the export): int64
+ * `input_ids` and `attention_mask` `[batch_size, sequence_length]`, with the
+ * per-batch tables (token-dropout scale, additive mask, rotary cos/sin) computed in the
+ * graph from them and the rotary frequencies (input `esm.rotary_embeddings.inv_freq`).
+ */
+export interface TokenInputs {
+  /**
+   * Put `<eos>` back at the end of a row that a tokenizer cut at `maxLength` tokens
+   * after adding `<cls>`/`<eos>` (transformers.js does: `[<cls>, r1 .. r(max-1)]`), so
+   * the model sees what esmkit's tokenizer gives, `[<cls>, r1 .. r(max-2), <eos>]`. Only
+   * rows of exactly `maxLength` real tokens that start with `clsId` and do not end with
+   * `eosId` change.
+   */
+  restoreEos?: { maxLength: number; clsId: number; eosId: number };
+}
+
+export interface EsmGraphOptions {
+  /** int64 token inputs and tables computed in the graph (default: tables fed, see IN). */
+  tokenInputs?: TokenInputs;
 }
 
 /** Which tensors a graph computes gradients for and which modules carry LoRA. */
@@ -68,6 +103,9 @@ export const IN = {
   dHidden: "d_hidden",
   backward: "backward",
 } as const;
+
+/** The attention mask input of token-input graphs (EsmGraphOptions.tokenInputs). */
+export const TOKEN_MASK = "attention_mask";
 
 export const OUT = {
   logits: "logits",
@@ -136,12 +174,14 @@ export class EsmGraph {
   private readonly I: number;
   private readonly eps: number;
   private shapes?: { b: string; l: string; bl: string; blnh: string; blh: string };
+  private tables?: { ids: string; rowScale: string; addMask: string; cos: string; sin: string };
   readonly grads = new Map<string, string>();
 
   constructor(
     graph: string | GraphBuilder,
     readonly plan: GraphPlan,
     readonly names: (key: string) => string = (k) => k,
+    readonly options: EsmGraphOptions = {},
   ) {
     this.g = typeof graph === "string" ? new GraphBuilder(graph) : graph;
     const c = plan.config;
@@ -155,14 +195,75 @@ export class EsmGraph {
   // ---- inputs ----
 
   addMask(): string {
+    if (this.options.tokenInputs) return this.tokenTables().addMask;
     return this.g.input(IN.addMask, "float", ["B", 1, 1, "L"]);
   }
 
   private rope(): { cos: string; sin: string } {
+    if (this.options.tokenInputs) return this.tokenTables();
     return {
       cos: this.g.input(IN.cos, "float", ["L", 1, this.hd]),
       sin: this.g.input(IN.sin, "float", ["L", 1, this.hd]),
     };
+  }
+
+  /**
+   * The per-batch tables from int64 `input_ids` / `attention_mask`, the same float32
+   * maths the engine does in JavaScript (engine.ts `tables`) and esm2.ts does in tfjs.
+   */
+  private tokenTables() {
+    if (this.tables) return this.tables;
+    const g = this.g;
+    const c = this.plan.config;
+    const dims = ["batch_size", "sequence_length"];
+    const inIds = g.input(IN.ids, "int64", dims);
+    const inMask = g.input(TOKEN_MASK, "int64", dims);
+    const scalar = (v: number) => g.i64([v], []);
+    const m = g.op("Cast", [inMask], { to: DType.float }); // [B, L]
+    const len = g.op("ReduceSum", [m, g.i64([1])], { keepdims: 1 }); // [B, 1]
+    const L = g.op("Gather", [g.op("Shape", [inIds]), scalar(1)], { axis: 0 });
+    const pos = g.op("Range", [scalar(0), L, scalar(1)]); // [L] int64
+    let ids = inIds;
+    const fix = this.options.tokenInputs?.restoreEos;
+    if (fix) {
+      const last = g.op("Cast", [g.op("Sub", [len, g.f32([1])])], { to: DType.int64 }); // [B, 1]
+      const lastTok = g.op("GatherElements", [inIds, last], { axis: 1 }); // [B, 1]
+      const firstTok = g.op("Slice", [inIds, g.i64([0]), g.i64([1]), g.i64([1])]); // [B, 1]
+      const cut = g.op("And", [
+        g.op("And", [
+          g.op("Equal", [len, g.f32([fix.maxLength])]),
+          g.op("Not", [g.op("Equal", [lastTok, scalar(fix.eosId)])]),
+        ]),
+        g.op("Equal", [firstTok, scalar(fix.clsId)]),
+      ]); // [B, 1]
+      const atLast = g.op("Equal", [g.op("Unsqueeze", [pos, g.i64([0])]), last]); // [B, L]
+      ids = g.op("Where", [g.op("And", [atLast, cut]), scalar(fix.eosId), inIds]);
+    }
+    // Token dropout: masked positions zeroed, the rest scaled by
+    // (1 - 0.15 * 0.8) / (1 - masked / real) per row; padding zeroed.
+    let rowScale = m;
+    if (c.tokenDropout && c.maskTokenId !== null) {
+      const isMask = g.op("Cast", [g.op("Equal", [ids, scalar(c.maskTokenId)])], {
+        to: DType.float,
+      });
+      const ratio = g.op("Div", [g.op("ReduceSum", [isMask, g.i64([1])], { keepdims: 1 }), len]);
+      const scale = g.op("Div", [g.f32([1 - 0.15 * 0.8]), g.op("Sub", [g.f32([1]), ratio])]);
+      rowScale = g.op("Mul", [g.op("Mul", [g.op("Sub", [g.f32([1]), isMask]), scale]), m]);
+    }
+    const addMask = g.op("Mul", [g.op("Sub", [g.f32([1]), m]), g.f32([MASK_VALUE])]);
+    // Rotary tables for positions 0..L-1: emb = [p * f, p * f], f = inv_freq.
+    const posF = g.op("Cast", [pos], { to: DType.float });
+    const invFreq = g.input(this.names(INV_FREQ_KEY), "float", [this.hd / 2]);
+    const freqs = g.op("Mul", [g.op("Unsqueeze", [posF, g.i64([1])]), invFreq]); // [L, hd/2]
+    const emb = g.op("Unsqueeze", [g.op("Concat", [freqs, freqs], { axis: -1 }), g.i64([1])]); // [L, 1, hd]
+    this.tables = {
+      ids,
+      rowScale: g.op("Unsqueeze", [rowScale, g.i64([2])]), // [B, L, 1]
+      addMask: g.op("Unsqueeze", [addMask, g.i64([1, 2])]), // [B, 1, 1, L]
+      cos: g.op("Cos", [emb]),
+      sin: g.op("Sin", [emb]),
+    };
+    return this.tables;
   }
 
   private dims() {
@@ -202,10 +303,18 @@ export class EsmGraph {
   ): { y: string; s: LinearSaved } {
     const g = this.g;
     const p = this.modulePlan(module);
-    const w = this.param(`${module}.weight`, [inF, outF]);
-    const inputs = [x, w];
-    if (p.hasBias) inputs.push(this.param(`${module}.bias`, [outF]));
-    let y = g.op("Gemm", inputs);
+    let y: string;
+    if (p.int8) {
+      const wq = g.input(this.names(int8WeightName(module)), "int8", [inF, outF]);
+      const scales = this.param(int8ScaleName(module), [outF]);
+      y = int8MatMul(g, x, wq, scales);
+      if (p.hasBias) y = g.op("Add", [y, this.param(`${module}.bias`, [outF])]);
+    } else {
+      const w = this.param(`${module}.weight`, [inF, outF]);
+      const inputs = [x, w];
+      if (p.hasBias) inputs.push(this.param(`${module}.bias`, [outF]));
+      y = g.op("Gemm", inputs);
+    }
     const s: LinearSaved = { x };
     if (p.lora) {
       const r = p.lora.rank;
@@ -233,6 +342,7 @@ export class EsmGraph {
   private linearBack(module: string, s: LinearSaved, dy: string, wantDx: boolean): string | null {
     const g = this.g;
     const p = this.modulePlan(module);
+    if (p.int8) throw new Error(`No backward pass through the int8 weight of ${module}`);
     const w = this.names(`${module}.weight`);
     if (p.trainable) {
       this.grad(`${module}.weight`, g.op("Gemm", [s.x, dy], { transA: 1 }));
@@ -312,8 +422,11 @@ export class EsmGraph {
   /** ids `[B, L]` int32 -> `[N, H]` hidden rows (token-dropout scale and padding zeroing fed). */
   embed(): string {
     const g = this.g;
-    const ids = g.input(IN.ids, "int32", ["B", "L"]);
-    const rowScale = g.input(IN.rowScale, "float", ["B", "L", 1]);
+    const fed = !this.options.tokenInputs;
+    const ids = fed ? g.input(IN.ids, "int32", ["B", "L"]) : this.tokenTables().ids;
+    const rowScale = fed
+      ? g.input(IN.rowScale, "float", ["B", "L", 1])
+      : this.tokenTables().rowScale;
     const w = this.param(EMBEDDING, [this.plan.config.vocabSize, this.H]);
     const e = g.op("Mul", [g.op("Gather", [w, ids], { axis: 0 }), rowScale]);
     return g.op("Reshape", [e, g.i64([-1, this.H])]);
@@ -432,6 +545,11 @@ export class EsmGraph {
     const dxv = this.linearBack(`${P}attention.self.value`, s.v, dv, true)!;
     const dn1 = g.op("Add", [g.op("Add", [dxq, dxk]), dxv]);
     return g.op("Add", [dh1, this.normBack(`${P}attention.LayerNorm`, s.n1, dn1)]);
+  }
+
+  /** The final LayerNorm: `[N, H]` rows -> the last hidden state `[B, L, H]`. */
+  lastHiddenState(h: string): string {
+    return this.g.op("Reshape", [this.norm(FINAL_NORM, h).y, this.dims().blh]);
   }
 
   /** Final LayerNorm and the classifier on `<cls>`: `[N, H]` -> logits `[B, C]`. */

@@ -8,6 +8,7 @@ import {
   type DTypeName,
   encodeModel,
   type GraphDef,
+  type ModelDef,
   type NodeDef,
   type TensorInit,
   type ValueInfo,
@@ -33,6 +34,13 @@ export function floatAttr(value: number): { floats: number[] } & { single: true 
   return { floats: [value], single: true };
 }
 
+/** The value of a bound input (see `bindInputs`), or undefined to keep it an input. */
+export type InputBinding = (
+  name: string,
+  dtype: DTypeName,
+  shape: readonly Dim[],
+) => Uint8Array | undefined;
+
 export class GraphBuilder {
   private readonly nodes: NodeDef[] = [];
   private readonly inputs: ValueInfo[] = [];
@@ -41,6 +49,7 @@ export class GraphBuilder {
   private readonly constCache = new Map<string, string>();
   private readonly inputNames = new Set<string>();
   private ownCounter = 0;
+  private bound?: InputBinding;
 
   /**
    * With `parent`, a subgraph (an If branch): graph inputs and constants go to the
@@ -65,9 +74,27 @@ export class GraphBuilder {
     if (this.parent) return this.parent.input(name, dtype, shape);
     if (!this.inputNames.has(name)) {
       this.inputNames.add(name);
-      this.inputs.push({ name, dtype, shape });
+      const raw = this.bound?.(name, dtype, shape);
+      if (raw) {
+        if (!shape.every((d) => typeof d === "number")) {
+          throw new Error(`Input ${name} has a symbolic shape [${shape}]; it cannot be bound`);
+        }
+        this.initializers.push({ name, dtype, dims: shape as number[], raw });
+      } else {
+        this.inputs.push({ name, dtype, shape });
+      }
     }
     return name;
+  }
+
+  /**
+   * From now on, an input `binding` has a value for (little-endian element bytes)
+   * becomes an initializer holding that value instead: weights baked into the model
+   * rather than fed at every run.
+   */
+  bindInputs(binding: InputBinding): void {
+    if (this.parent) throw new Error("Bind inputs on the root graph");
+    this.bound = binding;
   }
 
   /** Marks `value` as a graph output called `name`. */
@@ -102,7 +129,12 @@ export class GraphBuilder {
   }
 
   build(opset = 17): Uint8Array {
-    return encodeModel({
+    return encodeModel(this.modelDef(opset));
+  }
+
+  /** The whole model, for encoders with options (e.g. external data, proto.ts). */
+  modelDef(opset = 17): ModelDef {
+    return {
       graphName: this.name,
       nodes: this.nodes,
       initializers: this.initializers,
@@ -110,7 +142,7 @@ export class GraphBuilder {
       outputs: this.outputs,
       opset,
       extraOpsets: { "com.microsoft": 1 },
-    });
+    };
   }
 
   /** The body of this (sub)graph. */

@@ -74,7 +74,7 @@ class Writer {
 }
 
 /** ONNX TensorProto.DataType values used here. */
-export const DType = { float: 1, int32: 6, int64: 7, bool: 9 } as const;
+export const DType = { float: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9 } as const;
 export type DTypeName = keyof typeof DType;
 
 export interface TensorInit {
@@ -133,11 +133,30 @@ export interface ModelDef {
   extraOpsets?: Record<string, number>;
 }
 
-function writeTensor(w: Writer, t: TensorInit): void {
+/** Where a tensor's bytes sit in an external data file (TensorProto.external_data). */
+interface ExternalRef {
+  location: string;
+  offset: number;
+  length: number;
+}
+
+function writeTensor(w: Writer, t: TensorInit, external?: ExternalRef): void {
   for (const d of t.dims) w.int(1, d);
   w.int(2, DType[t.dtype]);
   w.string(8, t.name);
-  w.blob(9, t.raw);
+  if (!external) {
+    w.blob(9, t.raw);
+    return;
+  }
+  const entry = (key: string, value: string) =>
+    w.message(13, (e) => {
+      e.string(1, key);
+      e.string(2, value);
+    });
+  entry("location", external.location);
+  entry("offset", String(external.offset));
+  entry("length", String(external.length));
+  w.int(14, 1); // data_location = EXTERNAL
 }
 
 function writeValueInfo(w: Writer, v: ValueInfo): void {
@@ -193,10 +212,10 @@ function writeAttr(w: Writer, name: string, a: AttrValue): void {
   }
 }
 
-function writeGraph(g: Writer, d: GraphDef): void {
+function writeGraph(g: Writer, d: GraphDef, external?: Map<TensorInit, ExternalRef>): void {
   for (const n of d.nodes) g.message(1, (nw) => writeNode(nw, n));
   g.string(2, d.name);
-  for (const t of d.initializers) g.message(5, (tw) => writeTensor(tw, t));
+  for (const t of d.initializers) g.message(5, (tw) => writeTensor(tw, t, external?.get(t)));
   for (const v of d.inputs) g.message(11, (vw) => writeValueInfo(vw, v));
   for (const v of d.outputs) g.message(12, (vw) => writeValueInfo(vw, v));
 }
@@ -212,17 +231,67 @@ function writeNode(w: Writer, n: NodeDef): void {
 
 /** Serialises a model to ONNX protobuf bytes. */
 export function encodeModel(m: ModelDef): Uint8Array {
+  return encode(m);
+}
+
+export interface ExternalDataOptions {
+  /** The data file's name, relative to the model file (e.g. `model.onnx_data`). */
+  location: string;
+  /** Initializers of at least this many bytes go to the file (default 1024). */
+  minBytes?: number;
+  /** Each tensor starts at a multiple of this many bytes (default 4096, a page). */
+  align?: number;
+}
+
+export interface EncodedWithExternalData {
+  /** The model file: the graph, small initializers inline, references to the rest. */
+  model: Uint8Array;
+  /** The data file's contents in order: tensor bytes at `offset`, zeros in between. */
+  chunks: { offset: number; data: Uint8Array }[];
+  /** The data file's size in bytes. */
+  dataBytes: number;
+}
+
+/**
+ * Serialises a model whose large initializers live in a separate data file, as ONNX's
+ * external data format does (the way past protobuf's 2 GB message limit). Write
+ * `chunks` at their offsets to `location` beside the model file.
+ */
+export function encodeModelWithExternalData(
+  m: ModelDef,
+  options: ExternalDataOptions,
+): EncodedWithExternalData {
+  const minBytes = options.minBytes ?? 1024;
+  const align = options.align ?? 4096;
+  const refs = new Map<TensorInit, ExternalRef>();
+  const chunks: { offset: number; data: Uint8Array }[] = [];
+  let end = 0;
+  for (const t of m.initializers) {
+    if (t.raw.length < minBytes) continue;
+    const offset = Math.ceil(end / align) * align;
+    refs.set(t, { location: options.location, offset, length: t.raw.length });
+    chunks.push({ offset, data: t.raw });
+    end = offset + t.raw.length;
+  }
+  return { model: encode(m, refs), chunks, dataBytes: end };
+}
+
+function encode(m: ModelDef, external?: Map<TensorInit, ExternalRef>): Uint8Array {
   const w = new Writer();
   w.int(1, 8); // ir_version
   w.string(2, "esmkit");
   w.message(7, (g) =>
-    writeGraph(g, {
-      name: m.graphName,
-      nodes: m.nodes,
-      initializers: m.initializers,
-      inputs: m.inputs,
-      outputs: m.outputs,
-    }),
+    writeGraph(
+      g,
+      {
+        name: m.graphName,
+        nodes: m.nodes,
+        initializers: m.initializers,
+        inputs: m.inputs,
+        outputs: m.outputs,
+      },
+      external,
+    ),
   );
   w.message(8, (o) => {
     o.string(1, "");

@@ -31,6 +31,7 @@ test("every command's --help lists every flag of its table, in order, with its d
       "kernel uninstall",
       "predict",
       "serve",
+      "export",
       "sagemaker train",
       "sagemaker deploy",
       "sagemaker invoke",
