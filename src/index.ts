@@ -2,6 +2,10 @@
  * esmkit: fine-tune ESM-2 efficiently and serve it, from TypeScript.
  * The public API, re-exported explicitly.
  */
+import { registerDefaults } from "./register-defaults";
+
+// The s3:// store and the ESM-2 predictor loader (src/register-defaults.ts).
+registerDefaults();
 
 export * from "./aws";
 export {
