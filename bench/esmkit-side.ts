@@ -23,6 +23,7 @@ import { rm } from "node:fs/promises";
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../src/backend";
 import { prepare } from "../src/data/prepare";
+import type { MicroBatch, StepOptions, StepResult } from "../src/engine/engine";
 import { exportModel } from "../src/export/export";
 import { saveAdapter } from "../src/lora/adapter-io";
 import { applyLora, type LoraModel } from "../src/lora/lora";
@@ -34,12 +35,7 @@ import { parseFasta } from "../src/serve/fasta";
 import { loadEsmPredictor } from "../src/serve/model-predictor";
 import { clipGradNorm } from "../src/train/clip";
 import { AdamW } from "../src/train/optimizer";
-import {
-  lossAndGradients,
-  type MicroBatch,
-  type StepOptions,
-  type StepResult,
-} from "../src/train/step";
+import { lossAndGradients } from "../src/train/step";
 
 export const RESULT_MARK = "@@BENCH ";
 

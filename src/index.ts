@@ -41,6 +41,14 @@ export {
   summariseLengths,
 } from "./data/prepare";
 export * from "./display";
+export type {
+  LogitsEngine,
+  MicroBatch,
+  StepEngine,
+  StepOptions,
+  StepResult,
+  TokenBatch,
+} from "./engine/engine";
 export {
   AdapterError,
   BackendError,
@@ -72,7 +80,6 @@ export {
   type OnnxEngineOptions,
   OnnxEsmEngine,
   resolveEngine,
-  type TokenBatch,
 } from "./onnx";
 export * from "./serve";
 export {

@@ -13,13 +13,14 @@
  */
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
+import type { MicroBatch, StepEngine } from "../engine/engine";
 import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
 import { SeededRandom } from "../util/random";
 import { type Batch, batchesPerEpoch, type Example, epochBatches } from "./batching";
 import { saveCheckpoint, type TensorRecord } from "./checkpoint-io";
 import { clipGradNorm } from "./clip";
-import { type EvalResult, evaluate, type LogitsEngine } from "./evaluate";
+import { type EvalResult, evaluate } from "./evaluate";
 import { HistoryWriter, readHistory } from "./history";
 import { balancedClassWeights } from "./loss";
 import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
@@ -28,13 +29,7 @@ import { CHECKPOINTS_DIR, HISTORY_FILE, openRun } from "./run-folder";
 import { examplesFingerprint, parametersFingerprint, type RunIdentity } from "./run-identity";
 import { acquireRunLock, type RunLock } from "./run-lock";
 import { linearScheduleWithWarmup } from "./schedule";
-import {
-  type ClassifierModel,
-  lossAndGradients,
-  type MicroBatch,
-  type StepOptions,
-  type StepResult,
-} from "./step";
+import { type ClassifierModel, lossAndGradients } from "./step";
 
 export interface TrainConfig {
   learningRate: number;
@@ -144,15 +139,6 @@ export interface TrainOptions extends Partial<TrainConfig> {
    * engine, src/onnx); the model's variables still hold the weights and get the updates.
    */
   engine?: StepEngine;
-}
-
-/** What the trainer needs from an engine other than the tfjs model. */
-export interface StepEngine extends LogitsEngine {
-  lossAndGradients(
-    params: Map<string, tf.Variable>,
-    batch: MicroBatch,
-    options: StepOptions,
-  ): StepResult;
 }
 
 export interface TrainResult {

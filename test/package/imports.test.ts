@@ -1,5 +1,7 @@
 /**
- * The import graph of src/: no file imports itself back through others (no cycle).
+ * The import graph of src/: no file imports itself back through others (no cycle), and
+ * every import between folders goes down the layering below (docs/architecture.md,
+ * "What each folder may import").
  *
  * Imports are read with TypeScript's own parser, so comments and strings never count
  * and every form does: `import` / `import type` / `export ... from`, side-effect
@@ -15,6 +17,38 @@ import ts from "typescript";
 import { REPO_ROOT } from "../helpers/python";
 
 const SRC = path.join(REPO_ROOT, "src");
+
+/**
+ * The folders of src/ (and its top-level files, by name without .ts), lowest first. A
+ * file may import files of its own folder and of folders on lower lines only: folders
+ * on one line stand side by side and do not import one another.
+ */
+const LAYERS: readonly (readonly string[])[] = [
+  ["errors"],
+  ["util"],
+  ["gradients"],
+  ["backend"],
+  ["io", "tokenizer"],
+  ["data", "model"],
+  ["lora"],
+  ["engine"],
+  ["onnx"],
+  ["train", "serve", "export"],
+  ["aws", "display", "kernel"],
+  ["register-defaults"],
+  ["cli"],
+  ["index"],
+];
+
+/** The folder of a file of src/ ("model/esm2.ts" -> "model", "backend.ts" -> "backend"). */
+function unitOf(file: string): string {
+  return file.includes("/") ? file.slice(0, file.indexOf("/")) : file.replace(/\.ts$/, "");
+}
+
+function rankOf(unit: string): number | undefined {
+  const i = LAYERS.findIndex((layer) => layer.includes(unit));
+  return i < 0 ? undefined : i;
+}
 
 interface FoundImport {
   specifier: string;
@@ -222,5 +256,38 @@ test("no import cycle between files of src/", () => {
     found,
     [],
     `import cycles between files of src/ (files that import one another, directly or through others):\n  ${found.join("\n  ")}`,
+  );
+});
+
+test("every import between folders of src/ goes down the layering", () => {
+  const { edges } = importGraph();
+  const unplaced = [...new Set([...edges.keys()].map(unitOf))].filter(
+    (u) => rankOf(u) === undefined,
+  );
+  assert.deepEqual(unplaced, [], "folders (or top-level files) of src/ missing from LAYERS");
+  const against: string[] = [];
+  for (const [file, list] of edges) {
+    const from = unitOf(file);
+    for (const e of list) {
+      const to = unitOf(e.to);
+      if (to !== from && rankOf(to)! >= rankOf(from)!) {
+        const how = rankOf(to) === rankOf(from) ? "beside it" : "above it";
+        against.push(`${file}:${e.line} imports ${e.to} (${e.kind}): ${to}/ is ${how}`);
+      }
+    }
+  }
+  assert.deepEqual(
+    against,
+    [],
+    `imports against the layering (${LAYERS.map((l) => l.join(", ")).join(" < ")}):\n  ${against.join("\n  ")}`,
+  );
+});
+
+test("docs/architecture.md states the layering the test checks", () => {
+  const doc = readFileSync(path.join(REPO_ROOT, "docs", "architecture.md"), "utf8");
+  const line = LAYERS.map((layer) => layer.join(", ")).join(" < ");
+  assert.ok(
+    doc.split("\n").some((l) => l.trim() === line),
+    `docs/architecture.md should state the layering as the line:\n${line}`,
   );
 });
