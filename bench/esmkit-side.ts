@@ -24,22 +24,19 @@ import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../src/backend";
 import { lengthSortedBatches } from "../src/data/length-batches";
 import { prepare } from "../src/data/prepare";
+import type { MicroBatch, StepOptions, StepResult } from "../src/engine/engine";
 import { exportModel } from "../src/export/export";
 import { saveAdapter } from "../src/lora/adapter-io";
 import { applyLora, type LoraModel } from "../src/lora/lora";
 import { type Esm2PresetName, esm2Config } from "../src/model/config";
 import { Esm2Model } from "../src/model/esm2";
+import { fromPretrained, savePretrained } from "../src/model/pretrained";
 import { OnnxEsmEngine } from "../src/onnx/engine";
 import { parseFasta } from "../src/serve/fasta";
 import { loadEsmPredictor } from "../src/serve/model-predictor";
 import { clipGradNorm } from "../src/train/clip";
 import { AdamW } from "../src/train/optimizer";
-import {
-  lossAndGradients,
-  type MicroBatch,
-  type StepOptions,
-  type StepResult,
-} from "../src/train/step";
+import { lossAndGradients } from "../src/train/step";
 
 export const RESULT_MARK = "@@BENCH ";
 
@@ -157,7 +154,7 @@ function errorLine(e: unknown): string {
 }
 
 async function loadModel(dir: string): Promise<Esm2Model> {
-  return Esm2Model.fromPretrained(dir, { onWarning: () => undefined });
+  return fromPretrained(dir, { onWarning: () => undefined });
 }
 
 async function setup(p: SetupParams) {
@@ -165,7 +162,7 @@ async function setup(p: SetupParams) {
     esm2Config(p.arch, p.layers ? { numHiddenLayers: p.layers } : {}),
     { seed: p.seed },
   );
-  await model.savePretrained(p.modelDir);
+  await savePretrained(model, p.modelDir);
   const lora = applyLora(model, BENCH_LORA, p.seed + 1);
   saveAdapter(lora, model, p.adapterDir, { baseModel: null });
   return {

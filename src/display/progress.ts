@@ -2,7 +2,7 @@
  * A progress bar that redraws in place: in a notebook one output updated through its
  * display id, on a terminal the CLI's progress line on stderr.
  */
-import { progressLine } from "../cli/progress";
+import { progressLine } from "../util/progress";
 import { DisplayChannel, type DisplaySink, escapeHtml } from "./sink";
 import { Throttle } from "./throttle";
 

@@ -24,7 +24,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { packageRoot } from "./package-root";
+import { packageRoot } from "../util/package-root";
 
 interface TsSys {
   fileExists(p: string): boolean;

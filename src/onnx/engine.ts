@@ -18,11 +18,11 @@
  * checkpointed step, shared by every layer, take them as inputs.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { MicroBatch, StepOptions, StepResult, TokenBatch } from "../engine/engine";
+import { checkLabels } from "../engine/task";
 import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
 import { type Esm2Model, MASK_VALUE } from "../model/esm2";
-import { checkLabels } from "../train/loss";
-import type { MicroBatch, StepOptions, StepResult } from "../train/step";
 import { SeededRandom } from "../util/random";
 import {
   dropoutMaskName,
@@ -74,16 +74,6 @@ interface Int8Entry {
   source: object;
   q: Int8Weight;
   tensors: Map<string, OrtTensor>;
-}
-
-/** Inputs of one batch as plain arrays. */
-export interface TokenBatch {
-  /** `[B * L]` row-major token ids. */
-  inputIds: ArrayLike<number>;
-  /** `[B * L]` 0/1. */
-  attentionMask: ArrayLike<number>;
-  batchSize: number;
-  seqLen: number;
 }
 
 interface BatchTables {

@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { lengthSortedBatches } from "../data/length-batches";
+import type { LogitsEngine } from "../engine/engine";
 import { collate, type Example } from "./batching";
 import { crossEntropy } from "./loss";
 import { type BinaryMetrics, binaryMetrics } from "./metrics";
@@ -26,16 +27,6 @@ export interface EvalResult {
   probabilities: number[][];
   /** Per example: argmax class. */
   predictions: number[];
-}
-
-/** Computes logits `[B * numLabels]` (row-major) for a batch instead of the tfjs model. */
-export interface LogitsEngine {
-  logits(batch: {
-    inputIds: ArrayLike<number>;
-    attentionMask: ArrayLike<number>;
-    batchSize: number;
-    seqLen: number;
-  }): Float32Array;
 }
 
 export function evaluate(
