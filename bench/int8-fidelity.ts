@@ -128,7 +128,7 @@ async function main(): Promise<void> {
         process.stderr.write(`${arch}: predicting ${examples.length} test proteins, ${quantize}\n`);
         const engine = new OnnxEsmEngine(model, { threads, quantize });
         const t0 = performance.now();
-        probs[quantize] = evaluate(model, examples, { batchSize: 16, engine }).probabilities;
+        probs[quantize] = evaluate(engine, examples, { batchSize: 16 }).probabilities;
         evalSeconds[quantize] = (performance.now() - t0) / 1000;
         engine.dispose();
       }

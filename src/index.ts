@@ -41,14 +41,7 @@ export {
   summariseLengths,
 } from "./data/prepare";
 export * from "./display";
-export type {
-  LogitsEngine,
-  MicroBatch,
-  StepEngine,
-  StepOptions,
-  StepResult,
-  TokenBatch,
-} from "./engine/engine";
+export * from "./engine";
 export {
   AdapterError,
   BackendError,
@@ -74,9 +67,7 @@ export * from "./kernel";
 export * from "./lora";
 export * from "./model";
 export {
-  ENGINE_CHOICES,
-  type EngineChoice,
-  type EngineName,
+  createEngine,
   type OnnxEngineOptions,
   OnnxEsmEngine,
   resolveEngine,

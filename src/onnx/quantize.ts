@@ -21,8 +21,21 @@
  */
 import { readFileSync } from "node:fs";
 import { arch } from "node:os";
+import { ConfigError } from "../errors";
 import type { GraphBuilder } from "./graph";
 import { DType } from "./proto";
+
+/** How the frozen base's Linear weights are held by the onnx engine (see this file). */
+export const QUANTIZE_CHOICES = ["none", "int8"] as const;
+export type Quantize = (typeof QUANTIZE_CHOICES)[number];
+
+export function parseQuantize(value: string, origin: string): Quantize {
+  if ((QUANTIZE_CHOICES as readonly string[]).includes(value)) return value as Quantize;
+  throw new ConfigError(
+    `Unknown quantize "${value}" (${origin}); expected one of: ${QUANTIZE_CHOICES.join(", ")}`,
+    { value },
+  );
+}
 
 export interface QuantizeOptions {
   /** Quantize to [-64, 64] instead of [-127, 127] (default true; see the file comment). */

@@ -1,29 +1,29 @@
 /**
- * Which engine computes forward passes and gradients: "onnx" (onnxruntime's native CPU
- * kernels, see engine.ts) or "tfjs" (the TensorFlow.js model itself, on whatever
- * backend is active). "auto" takes onnx when onnxruntime-node loads and TensorFlow.js
- * runs on wasm or cpu; with tfjs-node(-gpu) installed, TensorFlow.js is native (and
- * possibly on a GPU) and stays in charge.
+ * Which engine computes forward passes and gradients (src/engine/engine.ts): "onnx"
+ * (onnxruntime's native CPU kernels, see engine.ts) or "tfjs" (the TensorFlow.js model
+ * itself, on whatever backend is active). "auto" takes onnx when onnxruntime-node loads
+ * and TensorFlow.js runs on wasm or cpu; with tfjs-node(-gpu) installed, TensorFlow.js
+ * is native (and possibly on a GPU) and stays in charge. `createEngine` makes the one
+ * chosen: the trainer and the predictor get it from here.
  */
 import * as os from "node:os";
+import {
+  ENGINE_CHOICES,
+  type EngineChoice,
+  type EngineName,
+  type EngineNeeds,
+  type EsmEngine,
+  requireCapabilities,
+} from "../engine/engine";
+import { TfjsEngine } from "../engine/tfjs-engine";
 import { ConfigError } from "../errors";
+import type { LoraModel } from "../lora/lora";
+import type { Esm2Model } from "../model/esm2";
+import { OnnxEsmEngine } from "./engine";
+import { parseQuantize, type Quantize } from "./quantize";
 import { loadOrt, ortUnavailableReason } from "./runtime";
 
-export const ENGINE_CHOICES = ["auto", "onnx", "tfjs"] as const;
-export type EngineChoice = (typeof ENGINE_CHOICES)[number];
-export type EngineName = Exclude<EngineChoice, "auto">;
-
-/** How the frozen base's Linear weights are held by the onnx engine (see quantize.ts). */
-export const QUANTIZE_CHOICES = ["none", "int8"] as const;
-export type Quantize = (typeof QUANTIZE_CHOICES)[number];
-
-export function parseQuantize(value: string, origin: string): Quantize {
-  if ((QUANTIZE_CHOICES as readonly string[]).includes(value)) return value as Quantize;
-  throw new ConfigError(
-    `Unknown quantize "${value}" (${origin}); expected one of: ${QUANTIZE_CHOICES.join(", ")}`,
-    { value },
-  );
-}
+export { parseQuantize, QUANTIZE_CHOICES, type Quantize } from "./quantize";
 
 /** `ESMKIT_QUANTIZE` when set (checked), else undefined. */
 export function quantizeFromEnv(): Quantize | undefined {
@@ -106,6 +106,27 @@ export function resolveEngine(
     name: "onnx",
     reason: `engine onnx (auto: onnxruntime-node ${ort.version}; TensorFlow.js is on ${backendName})`,
   };
+}
+
+/**
+ * The engine `name` on `model` (its LoRA adapters, if any, take part): the onnx engine
+ * with `threads` onnxruntime threads, or the tfjs engine. What the caller `needs` of it
+ * (a task, an int8 base, ...) is checked first: an engine that lacks it is refused with
+ * a ConfigError naming the engine that has it (ENGINE_CAPABILITIES).
+ */
+export function createEngine(
+  name: EngineName,
+  model: Esm2Model,
+  options: { lora?: LoraModel; threads?: number; quantize?: Quantize; needs?: EngineNeeds } = {},
+): EsmEngine {
+  const quantize = options.quantize ?? "none";
+  requireCapabilities(name, {
+    ...options.needs,
+    ...(quantize === "int8" ? { int8Base: true } : {}),
+  });
+  return name === "onnx"
+    ? new OnnxEsmEngine(model, { lora: options.lora, threads: options.threads, quantize })
+    : new TfjsEngine(model);
 }
 
 /** Default onnxruntime threads: every core Node may use (as PyTorch's default). */

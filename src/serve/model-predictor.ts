@@ -6,20 +6,18 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../backend";
 import { DEFAULT_SORT_WINDOW, inInputOrder, lengthSortedBatches } from "../data/length-batches";
+import type { EngineChoice, EngineName, EsmEngine } from "../engine/engine";
 import { ConfigError } from "../errors";
 import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
 import type { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
-import { OnnxEsmEngine } from "../onnx/engine";
 import {
   checkQuantizeEngine,
   checkThreads,
+  createEngine,
   defaultThreads,
-  type EngineChoice,
-  type EngineName,
   parseQuantize,
   type Quantize,
   quantizeFromEnv,
@@ -50,8 +48,8 @@ export interface EsmPredictor extends Predictor {
   readonly tokenizer: EsmTokenizer;
   /** The engine in use. */
   readonly engineName: EngineName;
-  /** The onnx engine when it runs the forward passes. */
-  readonly onnx?: OnnxEsmEngine;
+  /** The engine that runs the forward passes (on `model`). */
+  readonly engine: EsmEngine;
   /** How the weights are held ("int8": the encoder's Linears). */
   readonly quantize: Quantize;
   dispose(): void;
@@ -104,8 +102,7 @@ export async function loadEsmPredictor(
     ? await EsmTokenizer.fromDirectory(dir)
     : new EsmTokenizer();
   const maxLength = options.maxLength ?? tokenizer.modelMaxLength ?? 1024;
-  const onnx =
-    decision.name === "onnx" ? new OnnxEsmEngine(model, { threads, quantize }) : undefined;
+  const engine = createEngine(decision.name, model, { threads, quantize });
   const n = model.config.numLabels;
   const labels = Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? String(i));
   return {
@@ -129,21 +126,11 @@ export async function loadEsmPredictor(
           inputIds.set(rows[i]!, b * L);
           attentionMask.fill(1, b * L, b * L + rows[i]!.length);
         });
-        if (onnx) {
-          const logits = onnx.logits({ inputIds, attentionMask, batchSize: B, seqLen: L });
-          return pass.rows.map((_, b) => ({
-            labels,
-            probabilities: softmax(logits.subarray(b * n, (b + 1) * n)),
-          }));
-        }
-        const probs = tf.tidy(() => {
-          const o = model.forward({
-            inputIds: tf.tensor2d(inputIds, [B, L], "int32"),
-            attentionMask: tf.tensor2d(attentionMask, [B, L], "int32"),
-          });
-          return tf.softmax(o.logits).arraySync() as number[][];
-        });
-        return probs.map((p) => ({ labels, probabilities: p }));
+        const logits = engine.logits({ inputIds, attentionMask, batchSize: B, seqLen: L });
+        return pass.rows.map((_, b) => ({
+          labels,
+          probabilities: softmax(logits.subarray(b * n, (b + 1) * n)),
+        }));
       });
       return inInputOrder(
         passes.map((p) => p.rows),
@@ -152,10 +139,10 @@ export async function loadEsmPredictor(
       );
     },
     engineName: decision.name,
-    onnx,
+    engine,
     quantize,
     dispose() {
-      onnx?.dispose();
+      engine.dispose();
       model.dispose();
     },
   };

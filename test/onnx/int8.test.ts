@@ -22,6 +22,7 @@ import { applyLora } from "../../src/lora/lora";
 import { fromPretrained } from "../../src/model/pretrained";
 import { OnnxEsmEngine } from "../../src/onnx";
 import type { OrtSession } from "../../src/onnx/runtime";
+import { createEngine } from "../../src/onnx/select";
 import { loadEsmPredictor } from "../../src/serve/model-predictor";
 import {
   CLASS_WEIGHTS,
@@ -200,7 +201,7 @@ for (const range of RANGES) {
     }));
 }
 
-test("int8 refusals: a trained base, an unknown choice, the tfjs engine", async () => {
+test("int8 refusals: a trained base, an unknown choice, the tfjs engine (predictor and createEngine)", async () => {
   const model = await loadTiny();
   const i8 = new OnnxEsmEngine(model, { quantize: "int8" });
   const batch = microBatch(gradRows());
@@ -222,6 +223,18 @@ test("int8 refusals: a trained base, an unknown choice, the tfjs engine", async 
       e instanceof ConfigError &&
       /quantize "int8" needs the onnx engine, but the engine tfjs \(asked for\)/.test(e.message),
   );
+  // The engine interface: the tfjs engine lacks an int8 base and says which engine has it.
+  assert.throws(
+    () => createEngine("tfjs", model, { quantize: "int8" }),
+    (e) =>
+      e instanceof ConfigError &&
+      /^The tfjs engine does not run an int8 base; use the onnx engine \(--engine onnx/.test(
+        e.message,
+      ),
+  );
+  const viaInterface = createEngine("onnx", model, { quantize: "int8" });
+  assert.ok(viaInterface instanceof OnnxEsmEngine && viaInterface.quantize === "int8");
+  viaInterface.dispose();
   disposeBatch(batch);
   i8.dispose();
   model.dispose();
