@@ -22,7 +22,16 @@ import {
   isRepoId,
 } from "./hub";
 import { SafetensorsFile, writeSafetensors } from "./safetensors";
-import { type LoadOptions, loadParameters, stateDict, type TensorSource } from "./weights";
+import {
+  type CheckedCheckpoint,
+  checkCheckpoint,
+  initialisedValues,
+  type LoadOptions,
+  type LoadReport,
+  loadParameters,
+  stateDict,
+  type TensorSource,
+} from "./weights";
 
 export interface FromPretrainedOptions extends HubOptions, LoadOptions, Esm2ModelOptions {
   /** Classifier outputs; overrides config.json (labels become LABEL_i). */
@@ -316,6 +325,86 @@ function applyLabelOptions(config: EsmConfig, options: FromPretrainedOptions): E
   return config;
 }
 
+/** config.json with the label options applied. */
+function configOf(files: CheckpointFiles, options: FromPretrainedOptions): EsmConfig {
+  const config = applyLabelOptions(parseEsmConfig(readJson(files.config), files.config), options);
+  if (
+    options.numLabels !== undefined &&
+    (!Number.isInteger(options.numLabels) || options.numLabels < 1)
+  ) {
+    throw new WeightsError(`numLabels must be an integer >= 1, got ${options.numLabels}`, {
+      numLabels: options.numLabels,
+    });
+  }
+  return config;
+}
+
+/** A checkpoint opened and checked, read tensor by tensor (see `openPretrained`). */
+export interface OpenCheckpoint {
+  config: EsmConfig;
+  files: CheckpointFiles;
+  checked: CheckedCheckpoint;
+  /** Values of the parameters the checkpoint lacks (a new classifier), drawn from the seed. */
+  initialised: Map<string, Float32Array>;
+  /** A parameter's values in the Hugging Face layout (`[out, in]` for Linear weights). */
+  read(key: string): Float32Array;
+  close(): void;
+}
+
+/**
+ * The checkpoint `fromPretrained` would load, checked the same way (same errors, same new
+ * classifier from `seed`, same warnings), but without building a TensorFlow.js model:
+ * tensors are read one at a time when asked for. For the onnx engine's predictor, which
+ * keeps one copy of the weights, its own. Close it when done.
+ */
+export async function openPretrained(
+  idOrPath: string,
+  options: FromPretrainedOptions = {},
+): Promise<OpenCheckpoint> {
+  const files = await resolveCheckpoint(idOrPath, options);
+  const config = configOf(files, options);
+  const source = new CheckpointSource(files);
+  try {
+    const checked = checkCheckpoint(config, source, options);
+    const initialised = initialisedValues(config, checked, options.seed ?? 42);
+    warnAboutLoad(checked.report, files, options);
+    return {
+      config,
+      files,
+      checked,
+      initialised,
+      read(key) {
+        const raw = checked.found.get(key);
+        const values = raw ? source.read(raw) : initialised.get(key);
+        if (!values) throw new WeightsError(`${key} is not a parameter of this model`, { key });
+        return values;
+      },
+      close: () => source.close(),
+    };
+  } catch (e) {
+    source.close();
+    throw e;
+  }
+}
+
+function warnAboutLoad(
+  report: LoadReport,
+  files: CheckpointFiles,
+  options: FromPretrainedOptions,
+): void {
+  const warn = options.onWarning ?? ((m: string) => console.warn(m));
+  if (report.missingInitialised.length > 0) {
+    warn(
+      `Some weights of the model were not in the checkpoint at ${files.description} and are newly initialised: [${report.missingInitialised.join(", ")}]. You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.`,
+    );
+  }
+  if (report.unexpected.length > 0) {
+    warn(
+      `Keys in ${files.description} the model does not use were skipped: [${report.unexpected.join(", ")}]`,
+    );
+  }
+}
+
 /**
  * Load an ESM-2 model from a local Hugging Face directory or a Hub id. A checkpoint
  * without a classifier (the Hub's MaskedLM ones) gets a new one, N(0, 0.02) with bias 0
@@ -326,15 +415,7 @@ export async function fromPretrained(
   options: FromPretrainedOptions = {},
 ): Promise<Esm2Model> {
   const files = await resolveCheckpoint(idOrPath, options);
-  const config = applyLabelOptions(parseEsmConfig(readJson(files.config), files.config), options);
-  if (
-    options.numLabels !== undefined &&
-    (!Number.isInteger(options.numLabels) || options.numLabels < 1)
-  ) {
-    throw new WeightsError(`numLabels must be an integer >= 1, got ${options.numLabels}`, {
-      numLabels: options.numLabels,
-    });
-  }
+  const config = configOf(files, options);
   const source = new CheckpointSource(files);
   let loaded: ReturnType<typeof loadParameters>;
   try {
@@ -347,17 +428,7 @@ export async function fromPretrained(
   for (const [k, v] of passthrough) model.passthrough.set(k, v);
   model.loadReport = report;
   model.nameOrPath = idOrPath;
-  const warn = options.onWarning ?? ((m: string) => console.warn(m));
-  if (report.missingInitialised.length > 0) {
-    warn(
-      `Some weights of the model were not in the checkpoint at ${files.description} and are newly initialised: [${report.missingInitialised.join(", ")}]. You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.`,
-    );
-  }
-  if (report.unexpected.length > 0) {
-    warn(
-      `Keys in ${files.description} the model does not use were skipped: [${report.unexpected.join(", ")}]`,
-    );
-  }
+  warnAboutLoad(report, files, options);
   return model;
 }
 

@@ -108,19 +108,27 @@ export function mapCheckpointKey(raw: string, config: EsmConfig): MappedKey {
 
 const fmt = (s: number[]) => `[${s.join(", ")}]`;
 
+/** A checkpoint checked against a config: where each parameter comes from. */
+export interface CheckedCheckpoint {
+  /** Every parameter the model holds, in order. */
+  specs: ParamSpec[];
+  /** The checkpoint key each parameter is read from; absent: newly initialised. */
+  found: Map<string, string>;
+  /** Kept-aside keys (`esm.contact_head.*`) and their checkpoint keys. */
+  passthroughKeys: Map<string, string>;
+  report: LoadReport;
+}
+
 /**
- * Check a checkpoint against the config and build the model's parameters (model
- * layout). Throws one WeightsError listing every problem.
+ * Check a checkpoint against the config, without reading any tensor: which key each
+ * parameter comes from, and which are newly initialised. Throws one WeightsError listing
+ * every problem.
  */
-export function loadParameters(
+export function checkCheckpoint(
   config: EsmConfig,
   source: TensorSource,
   options: LoadOptions = {},
-): {
-  params: Map<string, tf.Tensor>;
-  passthrough: Map<string, { shape: number[]; data: Float32Array }>;
-  report: LoadReport;
-} {
+): CheckedCheckpoint {
   const found = new Map<string, { raw: string; priority: number }>();
   const passthroughKeys = new Map<string, string>();
   const ignored: string[] = [];
@@ -200,28 +208,11 @@ export function loadParameters(
     );
   }
 
-  const params = new Map<string, tf.Tensor>();
-  const rng = new SeededRandom(options.seed ?? 42);
-  try {
-    for (const spec of specs) {
-      const hit = found.get(spec.key);
-      const values = hit ? source.read(hit.raw) : initialValues(spec, config, rng);
-      params.set(spec.key, toModelTensor(spec, values));
-    }
-  } catch (e) {
-    for (const t of params.values()) t.dispose();
-    throw e;
-  }
-  const passthrough = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [key, raw] of passthroughKeys) {
-    const info = source.info(raw);
-    if (FLOAT_DTYPES.includes(info.dtype))
-      passthrough.set(key, { shape: info.shape, data: source.read(raw) });
-  }
   const invHit = found.get(INV_FREQ_KEY);
   return {
-    params,
-    passthrough,
+    specs,
+    found: new Map([...found].map(([k, v]) => [k, v.raw])),
+    passthroughKeys,
     report: {
       missingInitialised: toInit.filter((s) => s.key !== INV_FREQ_KEY).map((s) => s.key),
       ignored,
@@ -230,6 +221,59 @@ export function loadParameters(
       invFreqSource: invHit ? invHit.raw : "computed",
     },
   };
+}
+
+/**
+ * The values (Hugging Face layout) of the parameters a checked checkpoint does not
+ * hold, drawn as transformers initialises them, in parameter order from `seed`: the same
+ * values whether the other parameters are read or not.
+ */
+export function initialisedValues(
+  config: EsmConfig,
+  checked: CheckedCheckpoint,
+  seed = 42,
+): Map<string, Float32Array> {
+  const rng = new SeededRandom(seed);
+  const out = new Map<string, Float32Array>();
+  for (const spec of checked.specs) {
+    if (!checked.found.has(spec.key)) out.set(spec.key, initialValues(spec, config, rng));
+  }
+  return out;
+}
+
+/**
+ * Check a checkpoint against the config and build the model's parameters (model
+ * layout). Throws one WeightsError listing every problem.
+ */
+export function loadParameters(
+  config: EsmConfig,
+  source: TensorSource,
+  options: LoadOptions = {},
+): {
+  params: Map<string, tf.Tensor>;
+  passthrough: Map<string, { shape: number[]; data: Float32Array }>;
+  report: LoadReport;
+} {
+  const checked = checkCheckpoint(config, source, options);
+  const inits = initialisedValues(config, checked, options.seed ?? 42);
+  const params = new Map<string, tf.Tensor>();
+  try {
+    for (const spec of checked.specs) {
+      const raw = checked.found.get(spec.key);
+      const values = raw ? source.read(raw) : inits.get(spec.key)!;
+      params.set(spec.key, toModelTensor(spec, values));
+    }
+  } catch (e) {
+    for (const t of params.values()) t.dispose();
+    throw e;
+  }
+  const passthrough = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [key, raw] of checked.passthroughKeys) {
+    const info = source.info(raw);
+    if (FLOAT_DTYPES.includes(info.dtype))
+      passthrough.set(key, { shape: info.shape, data: source.read(raw) });
+  }
+  return { params, passthrough, report: checked.report };
 }
 
 /** A tensor to write: shape in the Hugging Face layout, values produced on demand. */

@@ -40,7 +40,8 @@ import {
   LAYER_LINEARS,
   layerPrefix,
 } from "../model/architecture";
-import { type Esm2Model, MASK_VALUE } from "../model/esm2";
+import type { EsmConfig } from "../model/config";
+import { Esm2Model, MASK_VALUE } from "../model/esm2";
 import { SeededRandom } from "../util/random";
 import { dropoutMaskName, EsmGraph, type GraphPlan, IN, type ModulePlan, OUT } from "./esm-graph";
 import { GraphBuilder } from "./graph";
@@ -63,6 +64,7 @@ import {
   OrtSession,
   type OrtTensor,
 } from "./runtime";
+import { type EngineWeights, modelWeights } from "./weights";
 
 const LAYER_ALIAS = "layer.";
 
@@ -101,10 +103,16 @@ export class OnnxEsmEngine implements EsmEngine {
   private readonly baked = new Map<string, { plan: GraphPlan; stamp: string }>();
   private readonly dataIds = new WeakMap<object, number>();
   private readonly invFreq: Float32Array;
-  private vars: Map<string, tf.Variable> | undefined;
+  /** Where the weights come from: the tfjs model (and its adapters), or a checkpoint. */
+  readonly weights: EngineWeights;
 
+  /**
+   * On a TensorFlow.js model (its variables hold the weights; training needs this), or on
+   * `EngineWeights` such as `checkpointWeights(await openPretrained(dir))` (inference with
+   * no tfjs model; the engine disposes them).
+   */
   constructor(
-    readonly model: Esm2Model,
+    model: Esm2Model | EngineWeights,
     private readonly options: OnnxEngineOptions = {},
   ) {
     this.threads = options.threads ?? 1;
@@ -116,12 +124,21 @@ export class OnnxEsmEngine implements EsmEngine {
       );
     }
     this.int8Range = int8RangeHere();
-    this.invFreq = new Float32Array(model.invFreq.dataSync());
+    this.weights = model instanceof Esm2Model ? modelWeights(model, options.lora) : model;
+    if (options.lora && !(model instanceof Esm2Model)) {
+      throw new ConfigError("LoRA adapters need the engine on the tfjs model that holds them", {});
+    }
+    this.invFreq = this.weights.invFreq;
+  }
+
+  /** The model's configuration. */
+  get config(): EsmConfig {
+    return this.weights.config;
   }
 
   /** Classification logits `[B, numLabels]` (row-major) for a batch; no gradients. */
   logits(batch: TokenBatch): Float32Array {
-    this.vars = undefined;
+    this.weights.refresh();
     const plan = this.plan(new Set(), false);
     const key = `forward:${signature(plan)}`;
     const session = this.session(key, () => {
@@ -139,7 +156,7 @@ export class OnnxEsmEngine implements EsmEngine {
 
   /** The last hidden state `[B * L * H]` (row-major) for a batch; no gradients. */
   lastHiddenState(batch: TokenBatch): Float32Array {
-    this.vars = undefined;
+    this.weights.refresh();
     const plan = this.plan(new Set(), false);
     const session = this.session(`hidden:${signature(plan)}`, () => {
       const eg = new EsmGraph("esm2_hidden", plan);
@@ -166,7 +183,7 @@ export class OnnxEsmEngine implements EsmEngine {
     batch: MicroBatch,
     options: StepOptions = {},
   ): StepResult {
-    this.vars = undefined;
+    this.weights.refresh();
     requireCapabilities(this.name, { task: options.task ?? DEFAULT_TASK });
     const names = new Set(params.keys());
     if (names.has(EMBEDDING)) {
@@ -243,6 +260,7 @@ export class OnnxEsmEngine implements EsmEngine {
     this.sessions.clear();
     this.baked.clear();
     this.int8.clear();
+    this.weights.dispose();
   }
 
   // ---- checkpointed step ----
@@ -406,23 +424,10 @@ export class OnnxEsmEngine implements EsmEngine {
     return s;
   }
 
-  /**
-   * Every tensor the model and its adapters hold, by graph input name; built once per
-   * public call (adapters may be merged or added between calls).
-   */
-  private variables(): Map<string, tf.Variable> {
-    if (!this.vars) {
-      this.vars = this.model.namedVariables();
-      const lora = this.options.lora;
-      if (lora) for (const [k, v] of lora.trainableVariables()) this.vars.set(k, v);
-    }
-    return this.vars;
-  }
-
   private shapeOf(key: string): number[] {
-    const v = this.variables().get(key);
-    if (!v) throw new Error(`No variable ${key}`);
-    return [...v.shape];
+    const shape = this.weights.shape(key);
+    if (!shape) throw new Error(`No variable ${key}`);
+    return shape;
   }
 
   /** A weight as an onnxruntime tensor; frozen ones are cached until reassigned. */
@@ -443,15 +448,14 @@ export class OnnxEsmEngine implements EsmEngine {
       }
       return t;
     }
-    const v = this.variables().get(key);
-    if (!v) throw new Error(`The graph needs ${key}, which the model does not hold`);
-    const dataId = (v as unknown as { dataId: object }).dataId;
+    const version = this.weights.version(key);
+    if (!version) throw new Error(`The graph needs ${key}, which the model does not hold`);
     if (!trainable.has(key)) {
-      const hit = this.weightCache.get(dataId);
+      const hit = this.weightCache.get(version);
       if (hit) return hit;
     }
-    const t = floatTensor(new Float32Array(v.dataSync() as Float32Array), v.shape);
-    if (!trainable.has(key)) this.weightCache.set(dataId, t);
+    const t = floatTensor(this.weights.read(key), this.shapeOf(key));
+    if (!trainable.has(key)) this.weightCache.set(version, t);
     return t;
   }
 
@@ -468,7 +472,7 @@ export class OnnxEsmEngine implements EsmEngine {
   /** The per-batch tables every graph takes (see esm-graph.ts). */
   private tables(batch: TokenBatch): BatchTables {
     const { batchSize: B, seqLen: L } = batch;
-    const c = this.model.config;
+    const c = this.config;
     checkTokenBatch(batch, c.vocabSize);
     const ids = new Int32Array(B * L);
     const rowScale = new Float32Array(B * L);
@@ -550,7 +554,7 @@ export class OnnxEsmEngine implements EsmEngine {
   private plan(trainable: Set<string>, training: boolean): GraphPlan {
     const lora = this.options.lora;
     const modules = new Map<string, ModulePlan>();
-    for (const m of classificationLinears(this.model.config)) {
+    for (const m of classificationLinears(this.config)) {
       const module = m.name;
       const adapter = lora?.adapters.get(module);
       const active = adapter && !adapter.merged;
@@ -569,12 +573,12 @@ export class OnnxEsmEngine implements EsmEngine {
       });
     }
     const trainableNorms = new Set(
-      encoderNorms(this.model.config).filter(
+      encoderNorms(this.config).filter(
         (n) => trainable.has(`${n}.weight`) || trainable.has(`${n}.bias`),
       ),
     );
     return {
-      config: this.model.config,
+      config: this.config,
       modules,
       trainableNorms,
       ...(this.quantize === "int8" ? { int8Kernel: "DynamicQuantizeMatMul" as const } : {}),
@@ -585,13 +589,13 @@ export class OnnxEsmEngine implements EsmEngine {
 
   /** The int8 form of a frozen Linear, quantized from its current float weight. */
   private int8Of(module: string): Int8Entry {
-    const v = this.variables().get(`${module}.weight`);
-    if (!v) throw new Error(`The graph needs ${module}.weight, which the model does not hold`);
-    const source = (v as unknown as { dataId: object }).dataId;
+    const key = `${module}.weight`;
+    const source = this.weights.version(key);
+    if (!source) throw new Error(`The graph needs ${key}, which the model does not hold`);
     const hit = this.int8.get(module);
     if (hit && hit.source === source) return hit;
-    const [inF, outF] = v.shape as [number, number]; // [in, out]
-    const q = quantizeInt8(v.dataSync() as Float32Array, inF, outF, {
+    const [inF, outF] = this.shapeOf(key) as [number, number]; // [in, out]
+    const q = quantizeInt8(this.weights.read(key), inF, outF, {
       reduceRange: this.int8Range.reduceRange,
     });
     const entry: Int8Entry = { source, q, tensors: new Map() };
@@ -619,8 +623,7 @@ export class OnnxEsmEngine implements EsmEngine {
     const ids: number[] = [];
     for (const [module, p] of plan.modules) {
       if (!p.int8) continue;
-      const v = this.variables().get(`${module}.weight`);
-      const dataId = (v as unknown as { dataId: object } | undefined)?.dataId;
+      const dataId = this.weights.version(`${module}.weight`);
       if (!dataId) continue;
       let id = this.dataIds.get(dataId);
       if (id === undefined) {

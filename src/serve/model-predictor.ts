@@ -11,8 +11,10 @@ import { DEFAULT_SORT_WINDOW, inInputOrder, lengthSortedBatches } from "../data/
 import type { EngineChoice, EngineName, EsmEngine } from "../engine/engine";
 import { ConfigError } from "../errors";
 import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
+import type { EsmConfig } from "../model/config";
 import type { Esm2Model } from "../model/esm2";
-import { fromPretrained } from "../model/pretrained";
+import { fromPretrained, openPretrained } from "../model/pretrained";
+import { OnnxEsmEngine } from "../onnx/engine";
 import {
   checkQuantizeEngine,
   checkThreads,
@@ -23,6 +25,7 @@ import {
   quantizeFromEnv,
   resolveEngine,
 } from "../onnx/select";
+import { checkpointWeights } from "../onnx/weights";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
 import type { ClassProbabilities, Predictor } from "./predictor";
 
@@ -44,11 +47,16 @@ export interface EsmPredictorOptions {
 }
 
 export interface EsmPredictor extends Predictor {
-  readonly model: Esm2Model;
+  /**
+   * The TensorFlow.js model, when one was built: the tfjs engine, or an adapter merged
+   * into its base. The onnx engine on a full checkpoint has none (one copy of the weights).
+   */
+  readonly model?: Esm2Model;
+  readonly config: EsmConfig;
   readonly tokenizer: EsmTokenizer;
   /** The engine in use. */
   readonly engineName: EngineName;
-  /** The engine that runs the forward passes (on `model`). */
+  /** The engine that runs the forward passes. */
   readonly engine: EsmEngine;
   /** How the weights are held ("int8": the encoder's Linears). */
   readonly quantize: Quantize;
@@ -82,7 +90,12 @@ export async function loadEsmPredictor(
   const warn = options.onWarning ?? ((m: string) => process.stderr.write(`${m}\n`));
   const isAdapter =
     existsSync(path.join(dir, ADAPTER_CONFIG)) && !existsSync(path.join(dir, "config.json"));
-  let model: Esm2Model;
+  // The onnx engine on a full checkpoint reads the weights itself, tensor by tensor: no
+  // TensorFlow.js model, so the weights are held once (onnxruntime's inputs, or its int8
+  // initializers). An adapter is merged into its base by the tfjs model first.
+  let model: Esm2Model | undefined;
+  let engine: EsmEngine;
+  let config: EsmConfig;
   if (isAdapter) {
     const cfg = JSON.parse(readFileSync(path.join(dir, ADAPTER_CONFIG), "utf8"));
     const base = options.base ?? cfg.base_model_name_or_path;
@@ -95,18 +108,26 @@ export async function loadEsmPredictor(
     model = await fromPretrained(base, { onWarning: warn });
     const lora = loadAdapter(model, dir);
     lora.merge();
+    engine = createEngine(decision.name, model, { threads, quantize });
+    config = model.config;
+  } else if (decision.name === "onnx") {
+    const open = await openPretrained(dir, { onWarning: warn });
+    engine = new OnnxEsmEngine(checkpointWeights(open), { threads, quantize });
+    config = open.config;
   } else {
     model = await fromPretrained(dir, { onWarning: warn });
+    engine = createEngine(decision.name, model, { threads, quantize });
+    config = model.config;
   }
   const tokenizer = existsSync(path.join(dir, "vocab.txt"))
     ? await EsmTokenizer.fromDirectory(dir)
     : new EsmTokenizer();
   const maxLength = options.maxLength ?? tokenizer.modelMaxLength ?? 1024;
-  const engine = createEngine(decision.name, model, { threads, quantize });
-  const n = model.config.numLabels;
-  const labels = Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? String(i));
+  const n = config.numLabels;
+  const labels = Array.from({ length: n }, (_, i) => config.id2label[i] ?? String(i));
   return {
-    model,
+    ...(model ? { model } : {}),
+    config,
     tokenizer,
     labels,
     maxLength,
@@ -143,7 +164,7 @@ export async function loadEsmPredictor(
     quantize,
     dispose() {
       engine.dispose();
-      model.dispose();
+      model?.dispose();
     },
   };
 }
