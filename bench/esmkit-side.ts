@@ -76,6 +76,8 @@ interface EngineParams {
   engine?: BenchEngine;
   /** onnxruntime intra-op threads (onnx only; default 1). */
   threads?: number;
+  /** "int8": the frozen encoder Linears as int8 (onnx only; default "none"). */
+  quantize?: "none" | "int8";
 }
 
 interface TrainParams extends EngineParams {
@@ -198,12 +200,16 @@ interface Trainer {
 /** onnx engine options, with the thread count checked. */
 function engineOf(p: EngineParams, model: Esm2Model, lora?: LoraModel): OnnxEsmEngine | undefined {
   const engine = p.engine ?? "onnx";
-  if (engine === "tfjs") return undefined;
+  if (engine === "tfjs") {
+    if ((p.quantize ?? "none") !== "none") throw new Error("quantize int8 needs the onnx engine");
+    return undefined;
+  }
   if (engine !== "onnx") throw new Error(`unknown engine "${engine}"; expected onnx or tfjs`);
   const threads = p.threads ?? 1;
   if (!Number.isInteger(threads) || threads < 1)
     throw new Error(`threads must be an integer >= 1, got ${threads}`);
-  return new OnnxEsmEngine(model, { threads, ...(lora ? { lora } : {}) });
+  const quantize = p.quantize ?? "none";
+  return new OnnxEsmEngine(model, { threads, quantize, ...(lora ? { lora } : {}) });
 }
 
 /**
@@ -510,7 +516,9 @@ async function memory(p: MemoryParams) {
 /** What ran a case, for its JSON. */
 function engineInfo(p: EngineParams) {
   const engine = p.engine ?? "onnx";
-  return engine === "onnx" ? { engine, threads: p.threads ?? 1 } : { engine, threads: 1 };
+  return engine === "onnx"
+    ? { engine, threads: p.threads ?? 1, quantize: p.quantize ?? "none" }
+    : { engine, threads: 1 };
 }
 
 async function prepareCase(p: PrepareParams) {

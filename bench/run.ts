@@ -16,7 +16,10 @@
  * 100..512 residues of data/deeploc-sample.csv, in file order, batches of 16 consecutive
  * ones), with esm.cpp (PyPI esm-cpp) as a third side, fp32 and int8, when
  * `bash bench/setup-esmcpp.sh` has made .venv-esmcpp (`--esmcpp PATH` picks another
- * interpreter). `--only` takes names or prefixes (`--only train,prepare`).
+ * interpreter). `--only` takes names or prefixes (`--only train,prepare`). With the onnx
+ * engine, deeploc-* also run esmkit `--quantize int8` (the int8 row: esmkit int8, esm.cpp
+ * int8, PyTorch fp32) and train-35m a LoRA step on the int8 base (against PyTorch + PEFT
+ * fp32).
  *
  * Both sides load the SAME random weights: esmkit draws them (seed 1), writes a Hugging
  * Face directory and a PEFT adapter, and both load those files; both read the same token
@@ -578,9 +581,12 @@ async function trainCase(ctx: Ctx, name: "train-8m" | "train-35m") {
     tries.push({ microBatch: mb, checkpointing: false });
   tries.push({ microBatch: s.batch, checkpointing: true });
   const ours = new Map<number, { result: Result; attempts: Result[] }>();
+  const withInt8 = name === "train-35m";
+  const int8 = new Map<number, Result>();
   for (const threads of ctx.o.threads) {
     if (!ctx.ourThreads.includes(threads)) {
       ours.set(threads, { result: notRun(ctx.o, threads), attempts: [] });
+      int8.set(threads, notRun(ctx.o, threads));
       continue;
     }
     const attempts: Result[] = [];
@@ -594,6 +600,18 @@ async function trainCase(ctx: Ctx, name: "train-8m" | "train-35m") {
       if (!outOfMemory(result)) break;
     }
     ours.set(threads, { result, attempts });
+    // The int8 base (issue 13), in the step shape the float32 run settled on.
+    if (withInt8 && ctx.o.engine === "onnx") {
+      const t = {
+        microBatch: num(result.microBatch) ?? s.batch,
+        checkpointing: !!result.checkpointing,
+      };
+      progress(`esmkit ${name} ${fmtShape(s.batch, s.length)} ${threads} thr int8 base`);
+      int8.set(
+        threads,
+        await esmkit("train", { ...base, ...t, threads, quantize: "int8" }, ctx.o, ctx.log),
+      );
+    }
   }
   ctx.py.push({ id: name, kind: "train", params: base });
   ctx.finish.push((torch) => {
@@ -627,6 +645,7 @@ async function trainCase(ctx: Ctx, name: "train-8m" | "train-35m") {
         new Map([...ours].map(([t, v]) => [t, { ...v.result, attempts: v.attempts }])),
       ),
       torch: byThreads(new Map(ctx.o.threads.map((t) => [t, torch.get(t)!.get(name)]))),
+      ...(withInt8 ? { esmkitInt8: byThreads(int8) } : {}),
       lossesAgree,
       rows: [
         row(
@@ -640,6 +659,35 @@ async function trainCase(ctx: Ctx, name: "train-8m" | "train-35m") {
           cells,
           { min: 0.5 },
         ),
+        ...(withInt8
+          ? [
+              row(
+                {
+                  case: name,
+                  metric: `LoRA train ${fmtShape(s.batch, s.length)} int8 base (PyTorch: fp32)`,
+                  unit: "tokens/s",
+                  target: ">= 1.5x",
+                  note: [
+                    "esmkit --quantize int8 (frozen encoder Linears as int8, forward and backward; LoRA and the rest float32), same step shape as the float32 row; PyTorch + PEFT: float32",
+                    notesOf(
+                      ...ctx.o.threads.map((t): [string, unknown] => [
+                        `esmkit int8 ${t} thr`,
+                        int8.get(t),
+                      ]),
+                    ),
+                  ]
+                    .filter(Boolean)
+                    .join("; "),
+                },
+                ctx.o.threads.map((threads) => ({
+                  threads,
+                  esmkit: num(int8.get(threads)?.tokensPerSecond),
+                  torch: num(torch.get(threads)!.get(name)!.tokensPerSecond),
+                })),
+                { min: 1.5 },
+              ),
+            ]
+          : []),
       ],
     };
   });
@@ -759,12 +807,22 @@ async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
   const params = { modelDir: m.modelDir, proteins, warmup: s.warmup, repeats: s.repeats };
   const hiddenOut = path.join(ctx.work.dir, `esmcpp-hidden-${arch}`);
   const ours = new Map<number, Result>();
+  const ours8 = new Map<number, Result>();
   const peers = new Map<number, Result>();
   for (const threads of ctx.o.threads) {
-    if (!ctx.ourThreads.includes(threads)) ours.set(threads, notRun(ctx.o, threads));
-    else {
+    if (!ctx.ourThreads.includes(threads)) {
+      ours.set(threads, notRun(ctx.o, threads));
+      ours8.set(threads, notRun(ctx.o, threads));
+    } else {
       progress(`esmkit ${name} ${s.proteins} proteins ${threads} thr`);
       ours.set(threads, await esmkit("inferVar", { ...params, threads }, ctx.o, ctx.log));
+      if (ctx.o.engine === "onnx") {
+        progress(`esmkit ${name} ${s.proteins} proteins ${threads} thr int8`);
+        ours8.set(
+          threads,
+          await esmkit("inferVar", { ...params, threads, quantize: "int8" }, ctx.o, ctx.log),
+        );
+      } else ours8.set(threads, { error: "not run: int8 needs the onnx engine" });
     }
     progress(`esm.cpp ${name} ${s.proteins} proteins ${threads} thr (fp32, then int8)`);
     peers.set(
@@ -811,6 +869,7 @@ async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
     const errors = notesOf(
       ...ctx.o.threads.flatMap((t): [string, unknown][] => [
         [`esmkit ${t} thr`, ours.get(t)],
+        [`esmkit int8 ${t} thr`, ours8.get(t)],
         [`PyTorch ${t} thr`, torch.get(t)!.get(name)],
         [`esm.cpp ${t} thr`, peers.get(t)],
         [`esm.cpp fp32 ${t} thr`, peers.get(t)!.fp32],
@@ -830,11 +889,12 @@ async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
       description:
         `forward only, ${arch}, the first ${s.proteins} proteins of 100..512 residues of data/deeploc-sample.csv in file order, ` +
         `batches of ${s.batch}; esmkit (engine ${ctx.o.engine}) and PyTorch pad each batch to its longest member, esm.cpp ${String(peers.get(ctx.o.threads[0]!)?.version ?? "")} packs it (forward_scheduled); ` +
-        "throughput = proteins / median pass over all of them; the int8 row sets esm.cpp's W8A8 (quantize_weights) against PyTorch fp32 (esmkit has no int8 yet)",
+        "throughput = proteins / median pass over all of them; the int8 row: esmkit --quantize int8 (DynamicQuantizeMatMul, per-channel int8 weights) and esm.cpp's W8A8 (quantize_weights), against PyTorch fp32",
       paddingShare,
       computedTokens: computed,
       realTokens: real,
       esmkit: byThreads(ours),
+      esmkitInt8: byThreads(ours8),
       torch: byThreads(new Map(ctx.o.threads.map((t) => [t, torch.get(t)!.get(name)]))),
       esmcpp: byThreads(peers),
       rows: [
@@ -860,11 +920,11 @@ async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
             metric: `inference ${shape} int8 (PyTorch: fp32)`,
             unit: "seq/s",
             target: ">= 2x PyTorch, >= 1.2x esm.cpp",
-            note: "esmkit: no int8 engine yet (issue 13 phase 2); PyTorch column: fp32; esm.cpp column: int8 W8A8",
+            note: "esmkit column: --quantize int8 (same batches as fp32); PyTorch column: fp32; esm.cpp column: int8 W8A8",
           },
           ctx.o.threads.map((t) => ({
             threads: t,
-            esmkit: null,
+            esmkit: num(ours8.get(t)!.sequencesPerSecond),
             torch: num(torch.get(t)!.get(name)!.sequencesPerSecond),
             peer: peerMode(t, "int8"),
           })),
