@@ -1,14 +1,14 @@
 /**
  * Peak resident memory of predicting one protein (issue 13, memory targets): esmkit's
  * predictor as `esmkit serve` / `predict` load it (worker threads, `ESMKIT_WORKERS`:
- * 0 = on the main thread, 1, and the default 2), float32 and int8, against PyTorch
+ * 0 = on the main thread, 1, 2, or d = unset, the default), float32 and int8, against PyTorch
  * (transformers EsmForSequenceClassification, float32, no_grad) on the same random
  * checkpoint and the same protein. Every measurement runs in a fresh process: its max
  * RSS (getrusage) is the peak; the RSS after load (and, for esmkit, after the first
  * prediction, when the int8 weights have been baked into onnxruntime) is also given.
  *
  *   node build/bench/predict-memory.js [--arch esm2_t33_650M_UR50D] [--length 400]
- *        [--modes 0:none,1:none,2:none,1:int8] [--model-dir DIR] [--json FILE]
+ *        [--modes 0:none,1:none,2:none,d:none,1:int8,d:int8] [--model-dir DIR] [--json FILE]
  *
  * The checkpoint (random weights, seed 1) is written once to --model-dir (default: a
  * temporary directory, removed at the end). Memory does not depend on the machine's
@@ -63,7 +63,7 @@ async function makeModel(arch: string, dir: string): Promise<void> {
 }
 
 /** Child: load the predictor the way serve does, predict one protein, report memory. */
-async function measure(dir: string, workers: number, quantize: string, length: number) {
+async function measure(dir: string, workers: string, quantize: string, length: number) {
   const { ensureBackend } = await import("../src/backend");
   const { loadEsmPredictor } = await import("../src/serve/model-predictor");
   const { loadWorkerPredictor } = await import("../src/serve/worker-predictor");
@@ -71,9 +71,12 @@ async function measure(dir: string, workers: number, quantize: string, length: n
   const t0 = performance.now();
   const q = quantize as "none" | "int8";
   const predictor =
-    workers === 0
+    workers === "0"
       ? await loadEsmPredictor(dir, { quantize: q, onWarning: () => undefined })
-      : await loadWorkerPredictor(dir, { quantize: q, workers });
+      : await loadWorkerPredictor(dir, {
+          quantize: q,
+          ...(workers === "d" ? {} : { workers: Number(workers) }),
+        });
   const loadSeconds = (performance.now() - t0) / 1000;
   const rssAfterLoad = process.memoryUsage().rss;
   const t1 = performance.now();
@@ -86,6 +89,7 @@ async function measure(dir: string, workers: number, quantize: string, length: n
   const out = {
     side: "esmkit",
     workers,
+    ...("concurrency" in predictor ? { concurrency: predictor.concurrency } : {}),
     quantize,
     loadSeconds,
     predictSeconds,
@@ -128,7 +132,7 @@ async function main(): Promise<void> {
       child: { type: "string" },
       arch: { type: "string", default: "esm2_t33_650M_UR50D" },
       length: { type: "string", default: "400" },
-      modes: { type: "string", default: "0:none,1:none,2:none,1:int8,2:int8" },
+      modes: { type: "string", default: "0:none,1:none,2:none,d:none,1:int8,d:int8" },
       "model-dir": { type: "string" },
       dir: { type: "string" },
       workers: { type: "string" },
@@ -138,7 +142,7 @@ async function main(): Promise<void> {
   });
   const length = Number(v.length);
   if (v.child === "make") return makeModel(v.arch!, v.dir!);
-  if (v.child === "measure") return measure(v.dir!, Number(v.workers), v.quantize!, length);
+  if (v.child === "measure") return measure(v.dir!, v.workers!, v.quantize!, length);
 
   const own = v["model-dir"] === undefined;
   const dir = v["model-dir"] ?? mkdtempSync(path.join(os.tmpdir(), "esmkit-predict-memory-"));

@@ -2,7 +2,12 @@
  * A Predictor that runs ESM-2 in worker threads: the HTTP thread never blocks on a
  * forward pass (so /ping answers within SageMaker's 2 s while the model works), and
  * with N workers N batches run at once on N cores (wasm runs one thread per instance).
- * Each worker holds its own copy of the model: N times the memory.
+ * Each worker holds its own copy of the weights: N times the memory.
+ *
+ * Without an explicit worker count, one worker starts first with every core for its
+ * onnxruntime threads; if it runs the onnx engine (which spreads one batch over the
+ * cores itself), it stays the only one, so the weights are held once. Otherwise (the
+ * tfjs engine: one thread per instance on wasm) the others start then, up to min(2, cores).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -16,7 +21,10 @@ import type { EsmPredictorOptions } from "./model-predictor";
 import type { ClassProbabilities, Predictor } from "./predictor";
 
 export interface WorkerPredictorOptions extends EsmPredictorOptions {
-  /** Worker threads, each with a model copy (default: min(2, cores)). */
+  /**
+   * Worker threads, each with a copy of the weights (default: one with the onnx engine,
+   * else min(2, cores); see the file comment).
+   */
   workers?: number;
 }
 
@@ -26,7 +34,7 @@ export interface WorkerPredictor extends Predictor {
 }
 
 type Reply =
-  | { type: "ready"; labels: string[]; maxLength: number }
+  | { type: "ready"; labels: string[]; maxLength: number; engineName: string }
   | { type: "result"; id: number; result: ClassProbabilities[] }
   | { type: "error"; id: number; message: string }
   | { type: "fatal"; message: string; name?: string };
@@ -59,58 +67,67 @@ export async function loadWorkerPredictor(
   dir: string,
   options: WorkerPredictorOptions = {},
 ): Promise<WorkerPredictor> {
-  const n = options.workers ?? Math.min(2, availableParallelism());
-  if (!Number.isInteger(n) || n < 1) {
-    throw new ConfigError(`workers must be an integer >= 1, got ${n}`, { workers: n });
+  const explicit = options.workers;
+  const most = explicit ?? Math.min(2, availableParallelism());
+  if (!Number.isInteger(most) || most < 1) {
+    throw new ConfigError(`workers must be an integer >= 1, got ${most}`, { workers: most });
   }
   const { workers: _, ...rest } = options;
   // The cores are shared out: each worker's onnxruntime gets its part (ESMKIT_THREADS overrides).
-  const predictorOptions: EsmPredictorOptions = {
+  const optionsFor = (n: number): EsmPredictorOptions => ({
     ...rest,
     threads:
       rest.threads ??
       (process.env.ESMKIT_THREADS
         ? undefined
         : Math.max(1, Math.floor(availableParallelism() / n))),
-  };
+  });
   await prefetchHubModel(dir, options.base);
   const script = path.join(__dirname, "predictor-worker.js");
   const slots: Slot[] = [];
   let nextId = 0;
-  const ready: Promise<{ labels: string[]; maxLength: number }>[] = [];
-  for (let i = 0; i < n; i++) {
+  type Ready = { labels: string[]; maxLength: number; engineName: string };
+  const start = (predictorOptions: EsmPredictorOptions): Promise<Ready> => {
     const worker = new Worker(script, { workerData: { dir, options: predictorOptions } });
     const slot: Slot = { worker, busy: 0, pending: new Map() };
     slots.push(slot);
-    ready.push(
-      new Promise((resolve, reject) => {
-        worker.on("message", (m: Reply) => {
-          if (m.type === "ready") resolve(m);
-          else if (m.type === "fatal") reject(new EsmKitError(m.message, { dir }));
-          else {
-            const p = slot.pending.get(m.id);
-            if (!p) return;
-            slot.pending.delete(m.id);
-            slot.busy--;
-            if (m.type === "result") p.resolve(m.result);
-            else p.reject(new EsmKitError(`prediction failed in a worker: ${m.message}`, {}));
-          }
-        });
-        worker.on("error", (e) => {
-          reject(e);
-          for (const p of slot.pending.values()) p.reject(e);
-          slot.pending.clear();
-        });
-      }),
-    );
-  }
-  let info: { labels: string[]; maxLength: number };
+    return new Promise((resolve, reject) => {
+      worker.on("message", (m: Reply) => {
+        if (m.type === "ready") resolve(m);
+        else if (m.type === "fatal") reject(new EsmKitError(m.message, { dir }));
+        else {
+          const p = slot.pending.get(m.id);
+          if (!p) return;
+          slot.pending.delete(m.id);
+          slot.busy--;
+          if (m.type === "result") p.resolve(m.result);
+          else p.reject(new EsmKitError(`prediction failed in a worker: ${m.message}`, {}));
+        }
+      });
+      worker.on("error", (e) => {
+        reject(e);
+        for (const p of slot.pending.values()) p.reject(e);
+        slot.pending.clear();
+      });
+    });
+  };
+  let info: Ready;
   try {
-    [info] = (await Promise.all(ready)) as [{ labels: string[]; maxLength: number }];
+    if (explicit === undefined) {
+      // One worker with every core first; more only when its engine is not onnx.
+      info = await start(optionsFor(1));
+      if (info.engineName !== "onnx" && most > 1) {
+        await Promise.all(Array.from({ length: most - 1 }, () => start(optionsFor(most))));
+      }
+    } else {
+      const ready = Array.from({ length: explicit }, () => start(optionsFor(explicit)));
+      [info] = (await Promise.all(ready)) as [Ready];
+    }
   } catch (e) {
     await Promise.all(slots.map((s) => s.worker.terminate()));
     throw e;
   }
+  const n = slots.length;
   return {
     labels: info.labels,
     maxLength: info.maxLength,

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { selectBackend } from "../../src/backend";
@@ -58,6 +59,25 @@ test("the ESM-2 endpoint answers a batch exactly as one request per sequence (1e
     direct!.probabilities.forEach((p, k) => {
       assert.ok(Math.abs(p - together[i]!.probabilities[predictor.labels[k]!]!) < 1e-5);
     });
+  }
+});
+
+test("worker-thread predictor by default: one worker on the onnx engine (one copy of the weights), more on tfjs", async () => {
+  const onnx = await loadWorkerPredictor(MODEL, { engine: "onnx" });
+  try {
+    assert.equal(onnx.concurrency, 1);
+    const [a] = await onnx.predict(SEQS.slice(0, 1));
+    const [d] = await predictor.predict(SEQS.slice(0, 1));
+    for (const [k, p] of d!.probabilities.entries())
+      assert.ok(Math.abs(p - a!.probabilities[k]!) < 1e-6);
+  } finally {
+    await onnx.dispose();
+  }
+  const tfjs = await loadWorkerPredictor(MODEL, { engine: "tfjs" });
+  try {
+    assert.equal(tfjs.concurrency, Math.min(2, availableParallelism()));
+  } finally {
+    await tfjs.dispose();
   }
 });
 
