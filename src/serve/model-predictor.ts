@@ -114,6 +114,14 @@ export async function loadEsmPredictor(
     const open = await openPretrained(dir, { onWarning: warn });
     engine = new OnnxEsmEngine(checkpointWeights(open), { threads, quantize });
     config = open.config;
+    // Read every weight (and bake the int8 ones) now, not on the first request: load
+    // errors surface here, and the memory after load is the memory in service.
+    try {
+      engine.logits({ inputIds: [0, 2], attentionMask: [1, 1], batchSize: 1, seqLen: 2 });
+    } catch (e) {
+      engine.dispose();
+      throw e;
+    }
   } else {
     model = await fromPretrained(dir, { onWarning: warn });
     engine = createEngine(decision.name, model, { threads, quantize });
