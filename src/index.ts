@@ -20,14 +20,18 @@ export { type CsvRecord, readCsv } from "./data/csv";
 export {
   classBalance,
   type DataFrame,
+  labelBalance,
   labelRateBy,
   loadPrepared,
   type PreparedData,
+  preparedTask,
   pl,
   toHtmlTable,
 } from "./data/frame";
+export { DEEPLOC_LOCATIONS, type LabelOptions } from "./data/labels";
 export {
   DEEPLOC_REQUIRED,
+  type PreparedTask,
   type PrepareOptions,
   type PrepareProgress,
   type PrepareResult,
@@ -35,7 +39,9 @@ export {
   prepare,
   splitIndices,
   summariseLengths,
+  type TargetSummary,
 } from "./data/prepare";
+export { iterativeStratification } from "./data/split";
 export * from "./display";
 export {
   AdapterError,

@@ -21,6 +21,8 @@ import {
   resolveEngine,
 } from "../onnx/select";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
+import { sigmoid } from "../train/loss";
+import { type ProblemType, taskOfConfig } from "../train/task";
 import type { ClassProbabilities, Predictor } from "./predictor";
 
 export interface EsmPredictorOptions {
@@ -36,6 +38,7 @@ export interface EsmPredictorOptions {
 }
 
 export interface EsmPredictor extends Predictor {
+  readonly problemType: ProblemType;
   readonly model: Esm2Model;
   readonly tokenizer: EsmTokenizer;
   /** The engine in use. */
@@ -90,10 +93,19 @@ export async function loadEsmPredictor(
   const onnx = decision.name === "onnx" ? new OnnxEsmEngine(model, { threads }) : undefined;
   const n = model.config.numLabels;
   const labels = Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? String(i));
+  const { problemType } = taskOfConfig(model.config);
+  // Logits -> the answer: softmax, a sigmoid per label, or the values themselves.
+  const answer = (row: ArrayLike<number>): ClassProbabilities =>
+    problemType === "regression"
+      ? { labels, probabilities: [], values: Array.from(row) }
+      : problemType === "multi_label_classification"
+        ? { labels, probabilities: Array.from(row, sigmoid) }
+        : { labels, probabilities: softmax(row) };
   return {
     model,
     tokenizer,
     labels,
+    problemType,
     maxLength,
     async predict(sequences: string[]): Promise<ClassProbabilities[]> {
       const rows = sequences.map((seq) => tokenizer.encode(seq, { maxLength, truncation: true }));
@@ -119,15 +131,14 @@ export async function loadEsmPredictor(
             batchSize: part.length,
             seqLen: pass.width,
           });
-          for (let b = 0; b < part.length; b++) {
-            out.push({ labels, probabilities: softmax(logits.subarray(b * n, (b + 1) * n)) });
-          }
+          for (let b = 0; b < part.length; b++)
+            out.push(answer(logits.subarray(b * n, (b + 1) * n)));
         } else {
-          const probs = tf.tidy(() => {
+          const rowsOut = tf.tidy(() => {
             const o = model.forward({ inputIds, attentionMask });
-            return tf.softmax(o.logits).arraySync() as number[][];
+            return o.logits.arraySync() as number[][];
           });
-          for (const p of probs) out.push({ labels, probabilities: p });
+          for (const row of rowsOut) out.push(answer(row));
         }
       }
       return out;

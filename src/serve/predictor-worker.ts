@@ -15,7 +15,12 @@ async function main(): Promise<void> {
   const { dir, options } = workerData as { dir: string; options: EsmPredictorOptions };
   const { loadEsmPredictor } = await import("./model-predictor");
   const predictor = await loadEsmPredictor(dir, { ...options, onWarning: () => undefined });
-  port.postMessage({ type: "ready", labels: predictor.labels, maxLength: predictor.maxLength });
+  port.postMessage({
+    type: "ready",
+    labels: predictor.labels,
+    maxLength: predictor.maxLength,
+    problemType: predictor.problemType,
+  });
   port.on("message", async (m: Request) => {
     try {
       const result = await predictor.predict(m.sequences);

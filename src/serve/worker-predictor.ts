@@ -13,6 +13,7 @@ import { ADAPTER_CONFIG } from "../lora/adapter-io";
 import { isRepoId } from "../model/hub";
 import { resolveCheckpoint } from "../model/pretrained";
 import type { EsmPredictorOptions } from "./model-predictor";
+import type { ProblemType } from "../train/task";
 import type { ClassProbabilities, Predictor } from "./predictor";
 
 export interface WorkerPredictorOptions extends EsmPredictorOptions {
@@ -26,7 +27,7 @@ export interface WorkerPredictor extends Predictor {
 }
 
 type Reply =
-  | { type: "ready"; labels: string[]; maxLength: number }
+  | { type: "ready"; labels: string[]; maxLength: number; problemType: ProblemType }
   | { type: "result"; id: number; result: ClassProbabilities[] }
   | { type: "error"; id: number; message: string }
   | { type: "fatal"; message: string; name?: string };
@@ -77,7 +78,8 @@ export async function loadWorkerPredictor(
   const script = path.join(__dirname, "predictor-worker.js");
   const slots: Slot[] = [];
   let nextId = 0;
-  const ready: Promise<{ labels: string[]; maxLength: number }>[] = [];
+  type Ready = { labels: string[]; maxLength: number; problemType: ProblemType };
+  const ready: Promise<Ready>[] = [];
   for (let i = 0; i < n; i++) {
     const worker = new Worker(script, { workerData: { dir, options: predictorOptions } });
     const slot: Slot = { worker, busy: 0, pending: new Map() };
@@ -104,15 +106,16 @@ export async function loadWorkerPredictor(
       }),
     );
   }
-  let info: { labels: string[]; maxLength: number };
+  let info: Ready;
   try {
-    [info] = (await Promise.all(ready)) as [{ labels: string[]; maxLength: number }];
+    [info] = (await Promise.all(ready)) as [Ready];
   } catch (e) {
     await Promise.all(slots.map((s) => s.worker.terminate()));
     throw e;
   }
   return {
     labels: info.labels,
+    problemType: info.problemType,
     maxLength: info.maxLength,
     concurrency: n,
     predict(sequences: string[]): Promise<ClassProbabilities[]> {

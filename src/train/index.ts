@@ -25,18 +25,42 @@ export { clipGradNorm, globalGradNorm } from "./clip";
 export { type EvalResult, evaluate } from "./evaluate";
 export type { HistoryEvent, HistoryWriterOptions } from "./history";
 export { HistoryWriter, parseHistory, readHistory, truncateHistory } from "./history";
-export type { CrossEntropyOptions } from "./loss";
-export { balancedClassWeights, crossEntropy } from "./loss";
-export type { BinaryMetrics, RocCurve } from "./metrics";
+export type { BceOptions, CrossEntropyOptions, LossAndGradient } from "./loss";
+export { balancedPositiveWeights } from "../util/class-weights";
+export {
+  balancedClassWeights,
+  bceWithLogits,
+  bceWithLogitsGrad,
+  crossEntropy,
+  crossEntropyGrad,
+  mseGrad,
+  mseLoss,
+} from "./loss";
+export type {
+  BinaryMetrics,
+  ClassScores,
+  LabelScores,
+  MultiClassMetrics,
+  MultiLabelMetrics,
+  RegressionMetrics,
+  RocCurve,
+  TargetScores,
+} from "./metrics";
 export {
   accuracy,
+  averageRanks,
   binaryMetrics,
   confusionMatrix,
   matthewsCorrcoef,
   mccFromConfusion,
+  multiClassMetrics,
+  multiLabelMetrics,
+  pearson,
   predictFromScores,
+  regressionMetrics,
   rocAuc,
   rocCurve,
+  spearman,
 } from "./metrics";
 export type { AdamWOptions, AdamWParamState, AdamWState } from "./optimizer";
 export {
@@ -68,6 +92,17 @@ export {
   type StepOptions,
   type StepResult,
 } from "./step";
+export {
+  BINARY_TASK,
+  checkHeadMatches,
+  checkTask,
+  describeTask,
+  isProblemType,
+  PROBLEM_TYPES,
+  type ProblemType,
+  type TaskSpec,
+  taskOfConfig,
+} from "./task";
 export {
   DEFAULT_TRAIN_CONFIG,
   type TrainConfig,
