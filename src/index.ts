@@ -24,8 +24,8 @@ export {
   labelRateBy,
   loadPrepared,
   type PreparedData,
-  preparedTask,
   pl,
+  preparedTask,
   toHtmlTable,
 } from "./data/frame";
 export { DEEPLOC_LOCATIONS, type LabelOptions } from "./data/labels";

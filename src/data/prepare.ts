@@ -561,7 +561,11 @@ function countPositives(
   names: readonly string[],
 ): Record<string, number> {
   const counts: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
-  for (const r of rows) r.forEach((v, c) => (counts[names[c]!]! += v));
+  for (const r of rows) {
+    r.forEach((v, c) => {
+      counts[names[c]!]! += v;
+    });
+  }
   return counts;
 }
 

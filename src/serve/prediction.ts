@@ -20,8 +20,9 @@
  * `truncated` says the sequence was cut to the model's maximum length; `id` is present
  * when the input named the sequence (a FASTA header). Ties go to the label listed first.
  */
-import type { ProblemType } from "../train/task";
+
 import { ConfigError } from "../errors";
+import type { ProblemType } from "../train/task";
 import { PredictionError } from "./errors";
 import type { ClassProbabilities } from "./predictor";
 

@@ -1,4 +1,6 @@
 /** Training primitives: optimizer, schedule, clipping, loss, metrics, batching, I/O. */
+
+export { balancedPositiveWeights } from "../util/class-weights";
 export type { Batch, BatchPlanOptions, Example } from "./batching";
 export {
   batchesPerEpoch,
@@ -26,7 +28,6 @@ export { type EvalResult, evaluate } from "./evaluate";
 export type { HistoryEvent, HistoryWriterOptions } from "./history";
 export { HistoryWriter, parseHistory, readHistory, truncateHistory } from "./history";
 export type { BceOptions, CrossEntropyOptions, LossAndGradient } from "./loss";
-export { balancedPositiveWeights } from "../util/class-weights";
 export {
   balancedClassWeights,
   bceWithLogits,
