@@ -222,12 +222,12 @@ test("the ESM-2 predictor answers by the config's problem_type: sigmoids, values
       const got = type === "regression" ? a!.values! : a!.probabilities;
       const gotOnnx = type === "regression" ? b!.values! : b!.probabilities;
       assert.equal(got.length, p.labels.length);
-      got.forEach((v, i) =>
-        assert.ok(Math.abs(v - expected[i]!) < 1e-5, `${name} tfjs ${i}: ${v} vs ${expected[i]}`),
-      );
-      gotOnnx.forEach((v, i) =>
-        assert.ok(Math.abs(v - expected[i]!) < 1e-4, `${name} onnx ${i}: ${v} vs ${expected[i]}`),
-      );
+      for (const [i, v] of got.entries()) {
+        assert.ok(Math.abs(v - expected[i]!) < 1e-5, `${name} tfjs ${i}: ${v} vs ${expected[i]}`);
+      }
+      for (const [i, v] of gotOnnx.entries()) {
+        assert.ok(Math.abs(v - expected[i]!) < 1e-4, `${name} onnx ${i}: ${v} vs ${expected[i]}`);
+      }
       if (type === "multi_label_classification") {
         assert.ok(
           Math.abs(got.reduce((s, v) => s + v, 0) - 1) > 1e-3,
