@@ -1,7 +1,7 @@
 import { DEEPLOC_LOCATIONS } from "../data/labels";
 import { type PrepareStats, prepare } from "../data/prepare";
-import { PROBLEM_TYPES } from "../train/task";
 import { flag, type Kind } from "../util/flags";
+import { PROBLEM_TYPES } from "../util/task";
 import { defineCommand } from "./command";
 import { progressLine } from "./progress";
 

@@ -23,7 +23,7 @@ import {
   PROBLEM_TYPES,
   type ProblemType,
   type TaskSpec,
-} from "../train/task";
+} from "../util/task";
 import { printable } from "./csv";
 
 /** DeepLoc-2.0's ten location columns, in the order of its CSV header. */

@@ -22,9 +22,9 @@ import pl from "nodejs-polars";
 import { ConfigError, DataError } from "../errors";
 import { openOutputDir, openRead, type TransferProgress } from "../io/storage";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
-import type { ProblemType, TaskSpec } from "../train/task";
 import { balancedClassWeights, balancedPositiveWeights } from "../util/class-weights";
 import { SeededRandom } from "../util/random";
+import type { ProblemType, TaskSpec } from "../util/task";
 import { printable, readCsv } from "./csv";
 import {
   classesOf,

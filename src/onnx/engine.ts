@@ -16,6 +16,7 @@ import { type Esm2Model, MASK_VALUE } from "../model/esm2";
 import { checkLabels } from "../train/loss";
 import type { MicroBatch, StepOptions, StepResult } from "../train/step";
 import { SeededRandom } from "../util/random";
+import type { ProblemType } from "../util/task";
 import {
   dropoutMaskName,
   EMBEDDING,
@@ -26,6 +27,7 @@ import {
   IN,
   LAYER_LINEARS,
   LAYER_NORMS,
+  type LossKind,
   layerPrefix,
   type ModulePlan,
   OUT,
@@ -109,7 +111,8 @@ export class OnnxEsmEngine {
     }
     const lora = this.options.lora;
     const training = lora ? lora.training : false;
-    const plan = this.plan(names, training);
+    const problemType = options.problemType ?? "single_label_classification";
+    const plan: GraphPlan = { ...this.plan(names, training), loss: LOSS_KINDS[problemType] };
     const [B, L] = batch.inputIds.shape;
     const tb: TokenBatch = {
       inputIds: batch.inputIds.dataSync(),
@@ -118,16 +121,18 @@ export class OnnxEsmEngine {
       seqLen: L,
     };
     const t = this.tables(tb);
-    const labels = batch.labels.dataSync();
-    const lw = lossWeights(
-      labels,
-      plan.config.numLabels,
-      options.classWeights,
-      options.lossScale ?? 1,
-    );
+    const C = plan.config.numLabels;
+    const lw: { weights: Float32Array; targets?: Float32Array; empty: boolean } =
+      problemType === "single_label_classification"
+        ? lossWeights(batch.labels.dataSync(), C, options.classWeights, options.lossScale ?? 1)
+        : taskLossFeeds(problemType, targetsOf(batch, B, C), C, {
+            posWeight: options.posWeight,
+            scale: options.lossScale ?? 1,
+          });
     const feeds: Record<string, OrtTensor> = {
       ...t.feeds,
-      [IN.lossWeights]: floatTensor(lw.weights, [B, plan.config.numLabels]),
+      [IN.lossWeights]: floatTensor(lw.weights, [B, C]),
+      ...(lw.targets ? { [IN.lossTargets]: floatTensor(lw.targets, [B, C]) } : {}),
       ...this.dropoutMasks(plan, B, L, options.dropoutRng),
     };
     const scale = options.lossScale ?? 1;
@@ -525,7 +530,7 @@ function signature(plan: GraphPlan, part?: number | "head"): string {
     return JSON.stringify([mods, norms]);
   };
   const c = plan.config;
-  const shape = `g${plan.headGroups ?? 1}/${c.hiddenSize}/${c.numAttentionHeads}/${c.intermediateSize}/${c.numLabels}/${c.vocabSize}/${c.layerNormEps}`;
+  const shape = `g${plan.headGroups ?? 1}/${c.hiddenSize}/${c.numAttentionHeads}/${c.intermediateSize}/${c.numLabels}/${c.vocabSize}/${c.layerNormEps}/${plan.loss ?? "cross_entropy"}`;
   if (part === undefined) return `${shape}:${pick("", false)}`;
   if (part === "head")
     return `${shape}:${pick("classifier.", false)}:${plan.trainableNorms.has(FINAL_NORM)}`;
@@ -572,4 +577,59 @@ export function lossWeights(
     out[i * numClasses + y] = ((classWeights ? classWeights[y]! : 1) / total) * scale;
   }
   return { weights: out, empty: false };
+}
+
+/** The loss of each problem type in the training graphs. */
+const LOSS_KINDS: Record<ProblemType, LossKind> = {
+  single_label_classification: "cross_entropy",
+  multi_label_classification: "bce_with_logits",
+  regression: "mse",
+};
+
+/** A micro-batch's `[B, C]` label vectors, checked. */
+function targetsOf(batch: MicroBatch, B: number, C: number): Float32Array {
+  if (!batch.targets || batch.targets.shape[0] !== B || batch.targets.shape[1] !== C) {
+    throw new ConfigError(
+      `This step needs label vectors [${B}, ${C}]; got ${batch.targets ? `[${batch.targets.shape}]` : "none"}`,
+      { batchSize: B, numLabels: C },
+    );
+  }
+  return batch.targets.dataSync() as Float32Array;
+}
+
+/**
+ * The loss tables of the multi-label and regression graphs (esm-graph.ts, `loss`), so
+ * that the graph's loss is torch's mean times `scale`:
+ * - BCE-with-logits: weights `(p_c y + 1 - y) s / (B C)`, targets `p_c y s / (B C)`;
+ * - MSE: weights `s / (B C)`, targets `y`.
+ */
+export function taskLossFeeds(
+  problemType: "multi_label_classification" | "regression",
+  targets: ArrayLike<number>,
+  numLabels: number,
+  options: { posWeight?: number[]; scale?: number } = {},
+): { weights: Float32Array; targets: Float32Array; empty: boolean } {
+  const m = targets.length;
+  const pw = options.posWeight;
+  if (pw && pw.length !== numLabels) {
+    throw new ConfigError(
+      `Positive weights [${pw.join(", ")}] have ${pw.length} entries; the model has ${numLabels} labels`,
+      { posWeight: pw, numLabels },
+    );
+  }
+  const s = (options.scale ?? 1) / m;
+  const weights = new Float32Array(m);
+  const out = new Float32Array(m);
+  for (let k = 0; k < m; k++) {
+    const y = targets[k]!;
+    if (problemType === "regression") {
+      weights[k] = s;
+      out[k] = y;
+    } else {
+      const py = (pw ? pw[k % numLabels]! : 1) * y;
+      weights[k] = (py + 1 - y) * s;
+      out[k] = py * s;
+    }
+  }
+  return { weights, targets: out, empty: m === 0 };
 }

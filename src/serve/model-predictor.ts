@@ -21,8 +21,7 @@ import {
   resolveEngine,
 } from "../onnx/select";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
-import { sigmoid } from "../train/loss";
-import { type ProblemType, taskOfConfig } from "../train/task";
+import { type ProblemType, taskOfConfig } from "../util/task";
 import type { ClassProbabilities, Predictor } from "./predictor";
 
 export interface EsmPredictorOptions {
@@ -202,6 +201,13 @@ function padRow(row: readonly number[], width: number, value: number): number[] 
   return row.length >= width
     ? [...row]
     : row.concat(new Array<number>(width - row.length).fill(value));
+}
+
+/** The logistic function in float64, finite for any input. */
+function sigmoid(z: number): number {
+  if (z >= 0) return 1 / (1 + Math.exp(-z));
+  const e = Math.exp(z);
+  return e / (1 + e);
 }
 
 /** Softmax in float64, for one row of logits. */

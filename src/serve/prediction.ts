@@ -22,7 +22,7 @@
  */
 
 import { ConfigError } from "../errors";
-import type { ProblemType } from "../train/task";
+import { DEFAULT_THRESHOLD, type ProblemType } from "../util/task";
 import { PredictionError } from "./errors";
 import type { ClassProbabilities } from "./predictor";
 
@@ -57,7 +57,7 @@ export interface PredictionOptions {
   threshold?: number;
 }
 
-export const DEFAULT_THRESHOLD = 0.5;
+export { DEFAULT_THRESHOLD };
 
 /** A threshold in [0, 1], or a ConfigError naming `what` (a flag, an environment variable). */
 export function checkThreshold(value: number, what: string): number {

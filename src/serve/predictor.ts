@@ -5,7 +5,7 @@
  * `setPredictorLoader`.
  */
 
-import type { ProblemType } from "../train/task";
+import type { ProblemType } from "../util/task";
 
 /**
  * What a predictor answers for one sequence, in `labels` order: single-label, class

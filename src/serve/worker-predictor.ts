@@ -12,7 +12,7 @@ import { ConfigError, EsmKitError } from "../errors";
 import { ADAPTER_CONFIG } from "../lora/adapter-io";
 import { isRepoId } from "../model/hub";
 import { resolveCheckpoint } from "../model/pretrained";
-import type { ProblemType } from "../train/task";
+import type { ProblemType } from "../util/task";
 import type { EsmPredictorOptions } from "./model-predictor";
 import type { ClassProbabilities, Predictor } from "./predictor";
 

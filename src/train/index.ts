@@ -1,6 +1,17 @@
 /** Training primitives: optimizer, schedule, clipping, loss, metrics, batching, I/O. */
 
 export { balancedPositiveWeights } from "../util/class-weights";
+export {
+  BINARY_TASK,
+  checkHeadMatches,
+  checkTask,
+  describeTask,
+  isProblemType,
+  PROBLEM_TYPES,
+  type ProblemType,
+  type TaskSpec,
+  taskOfConfig,
+} from "../util/task";
 export type { Batch, BatchPlanOptions, Example } from "./batching";
 export {
   batchesPerEpoch,
@@ -93,17 +104,6 @@ export {
   type StepOptions,
   type StepResult,
 } from "./step";
-export {
-  BINARY_TASK,
-  checkHeadMatches,
-  checkTask,
-  describeTask,
-  isProblemType,
-  PROBLEM_TYPES,
-  type ProblemType,
-  type TaskSpec,
-  taskOfConfig,
-} from "./task";
 export {
   DEFAULT_TRAIN_CONFIG,
   type TrainConfig,

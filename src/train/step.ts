@@ -9,9 +9,11 @@
  * dropout masks, which are replayed from the saved random state.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { ConfigError } from "../errors";
 import type { AdaptableModel } from "../lora/lora";
 import type { SeededRandom } from "../util/random";
-import { crossEntropy } from "./loss";
+import type { ProblemType } from "../util/task";
+import { bceWithLogits, crossEntropy, mseLoss } from "./loss";
 
 /** What the trainer needs from a sequence-classification model. */
 export interface ClassifierModel extends AdaptableModel {
@@ -31,13 +33,19 @@ export interface MicroBatch {
   inputIds: tf.Tensor2D;
   /** `[B, L]` int32 or float32 0/1 */
   attentionMask: tf.Tensor2D;
-  /** `[B]` int32 */
+  /** `[B]` int32 class ids (single-label). */
   labels: tf.Tensor1D;
+  /** `[B, numLabels]` float32 label vectors (multi-label 0/1, regression targets). */
+  targets?: tf.Tensor2D;
 }
 
 export interface StepOptions {
-  /** Per-class loss weights (torch's CrossEntropyLoss(weight=...)). */
+  /** Which loss (src/train/task.ts); default single_label_classification. */
+  problemType?: ProblemType;
+  /** Single-label: per-class loss weights (torch's CrossEntropyLoss(weight=...)). */
   classWeights?: number[];
+  /** Multi-label: per-label positive weights (torch's BCEWithLogitsLoss(pos_weight=...)). */
+  posWeight?: number[];
   /** Multiplies the loss (1 / gradient accumulation steps). */
   lossScale?: number;
   gradientCheckpointing?: boolean;
@@ -75,12 +83,33 @@ export function lossAndGradients(
   options: StepOptions = {},
 ): StepResult {
   const scale = options.lossScale ?? 1;
-  const weight = options.classWeights;
   const lossOf = (logits: tf.Tensor2D) =>
-    tf.mul(crossEntropy(logits, batch.labels, weight ? { weight } : {}), scale) as tf.Scalar;
+    tf.mul(taskLoss(logits, batch, options), scale) as tf.Scalar;
   return options.gradientCheckpointing
     ? checkpointed(model, params, batch, lossOf, scale, options.dropoutRng)
     : plain(model, params, batch, lossOf, scale);
+}
+
+/** The loss of the task, as EsmForSequenceClassification computes it (src/train/loss.ts). */
+export function taskLoss(logits: tf.Tensor2D, batch: MicroBatch, options: StepOptions): tf.Scalar {
+  const problemType = options.problemType ?? "single_label_classification";
+  if (problemType === "single_label_classification") {
+    const weight = options.classWeights;
+    return crossEntropy(logits, batch.labels, weight ? { weight } : {});
+  }
+  if (!batch.targets) {
+    throw new ConfigError(`A ${problemType} step needs label vectors (batch.targets)`, {
+      problemType,
+    });
+  }
+  if (problemType === "multi_label_classification") {
+    return bceWithLogits(
+      logits,
+      batch.targets,
+      options.posWeight ? { posWeight: options.posWeight } : {},
+    );
+  }
+  return mseLoss(logits, batch.targets);
 }
 
 function plain(

@@ -15,11 +15,19 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
+import { balancedPositiveWeights } from "../util/class-weights";
 import { SeededRandom } from "../util/random";
+import { checkTask, type TaskSpec } from "../util/task";
 import { type Batch, batchesPerEpoch, type Example, epochBatches } from "./batching";
 import { saveCheckpoint, type TensorRecord } from "./checkpoint-io";
 import { clipGradNorm } from "./clip";
-import { type EvalResult, evaluate, type LogitsEngine } from "./evaluate";
+import {
+  type BinaryEvalResult,
+  type EvalMetrics,
+  type EvalResult,
+  evaluate,
+  type LogitsEngine,
+} from "./evaluate";
 import { HistoryWriter, readHistory } from "./history";
 import { balancedClassWeights } from "./loss";
 import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
@@ -49,7 +57,11 @@ export interface TrainConfig {
   maxGradNorm: number;
   gradientAccumulationSteps: number;
   gradientCheckpointing: boolean;
-  /** "balanced" (n / (classes * count) from the training labels), "none", or explicit weights. */
+  /**
+   * "balanced" (single-label: n / (classes * count) from the training labels;
+   * multi-label: pos_weight = negatives / positives per label; regression: none),
+   * "none", or explicit weights (one per class, or one pos_weight per label).
+   */
   classWeights: "balanced" | "none" | number[];
   seed: number;
   /** Save a checkpoint every N optimizer steps (0: only at epoch ends and the end). */
@@ -99,7 +111,7 @@ export type TrainEvent =
       tokensPerSecond: number;
       elapsedSeconds: number;
     }
-  | { type: "eval"; step: number; epoch: number; metrics: EvalResult["metrics"] }
+  | { type: "eval"; step: number; epoch: number; metrics: EvalMetrics }
   | { type: "checkpoint"; step: number; path: string }
   | {
       type: "end";
@@ -112,6 +124,13 @@ export type TrainEvent =
 
 export interface TrainOptions extends Partial<TrainConfig> {
   model: ClassifierModel;
+  /**
+   * What the model learns (its loss, class weights and metrics). Without it, the binary
+   * task: integer labels 0/1 (Example.label), cross-entropy.
+   */
+  task?: TaskSpec;
+  /** Multi-label: evaluation predicts a label at probability >= threshold (default 0.5). */
+  threshold?: number;
   /** LoRA wrapper of `model`: its adapters and saved modules are trained. Without it, every
    * variable marked trainable is (full fine-tuning). */
   lora?: LoraModel;
@@ -155,16 +174,19 @@ export interface StepEngine extends LogitsEngine {
   ): StepResult;
 }
 
-export interface TrainResult {
+export interface TrainResult<M extends EvalMetrics = EvalMetrics> {
   step: number;
   interrupted: boolean;
   /** The run had already reached its last step: nothing was trained or saved. */
   alreadyComplete: boolean;
   /** The evaluation run by this call, if any. */
-  lastEval?: EvalResult;
+  lastEval?: EvalResult<M>;
   /** Metrics of the run's last evaluation (this call's, or the history's when already complete). */
-  metrics?: EvalResult["metrics"];
-  /** The class weights of the loss, as resolved ("balanced" from the labels); null: none. */
+  metrics?: M;
+  /**
+   * The class weights of the loss (multi-label: its pos_weight), as resolved ("balanced"
+   * from the labels); null: none.
+   */
   classWeights: number[] | null;
   history: string;
 }
@@ -210,6 +232,9 @@ function toTensors(b: Batch): MicroBatch {
     inputIds: tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], "int32"),
     attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], "int32"),
     labels: tf.tensor1d(b.labels, "int32"),
+    ...(b.targets
+      ? { targets: tf.tensor2d(b.targets, [b.batchSize, b.targets.length / b.batchSize]) }
+      : {}),
   };
 }
 
@@ -223,7 +248,50 @@ function advance(state: number | null, draws: number): number | null {
 }
 
 function disposeBatch(b: MicroBatch): void {
-  tf.dispose([b.inputIds, b.attentionMask, b.labels]);
+  tf.dispose([b.inputIds, b.attentionMask, b.labels, ...(b.targets ? [b.targets] : [])]);
+}
+
+/**
+ * The loss weights of a run: class weights (single-label) or pos_weight (multi-label),
+ * from `setting` and the training labels; undefined for none.
+ */
+function resolveWeights(
+  setting: TrainConfig["classWeights"],
+  task: TaskSpec | undefined,
+  examples: readonly Example[],
+): number[] | undefined {
+  if (setting === "none") return undefined;
+  const k = task?.labels.length;
+  if (task?.problemType === "regression") {
+    if (Array.isArray(setting)) {
+      throw new ConfigError(
+        `Class weights [${setting.join(", ")}] do not apply to regression; use "none" (or leave the default)`,
+        { classWeights: setting },
+      );
+    }
+    return undefined;
+  }
+  const what =
+    task?.problemType === "multi_label_classification" ? "positive weights" : "class weights";
+  if (Array.isArray(setting)) {
+    if (k !== undefined && setting.length !== k) {
+      throw new ConfigError(
+        `${setting.length} ${what} [${setting.join(", ")}] for ${k} ${task!.problemType === "multi_label_classification" ? "labels" : "classes"} (${task!.labels.join(", ")}); give one per ${task!.problemType === "multi_label_classification" ? "label" : "class"}`,
+        { classWeights: setting, labels: task!.labels },
+      );
+    }
+    return setting;
+  }
+  if (task?.problemType === "multi_label_classification") {
+    return balancedPositiveWeights(
+      examples.map((e) => e.label as ArrayLike<number>),
+      k!,
+      task.labels,
+    );
+  }
+  const labels = examples.map((e) => e.label as number);
+  const numLabels = k ?? Math.max(...labels) + 1;
+  return balancedClassWeights(labels, Math.max(numLabels, 2));
 }
 
 function addInto(acc: Map<string, tf.Tensor>, grads: Map<string, tf.Tensor>): void {
@@ -249,6 +317,10 @@ interface ResumeState {
 }
 
 /** Train; returns when done, or after a checkpoint when `signal` aborts. */
+export function train(
+  options: TrainOptions & { task?: undefined },
+): Promise<TrainResult<BinaryEvalResult["metrics"]>>;
+export function train(options: TrainOptions): Promise<TrainResult>;
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const cfg = resolveConfig(options);
   const { model, lora } = options;
@@ -257,16 +329,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   const params = lora ? lora.trainableVariables() : trainableOf(model);
   if (params.size === 0) throw new ConfigError("Nothing to train: no trainable variables", {});
-  const numLabels = Math.max(...options.train.map((e) => e.label)) + 1;
-  let classWeights: number[] | undefined;
-  if (cfg.classWeights === "balanced") {
-    classWeights = balancedClassWeights(
-      options.train.map((e) => e.label),
-      Math.max(numLabels, 2),
-    );
-  } else if (Array.isArray(cfg.classWeights)) {
-    classWeights = cfg.classWeights;
-  }
+  const task = options.task ? checkTask(options.task) : undefined;
+  const classWeights = resolveWeights(cfg.classWeights, task, options.train);
+  const problemType = task?.problemType ?? "single_label_classification";
+  // The weights go to the loss as class weights (single-label) or pos_weight (multi-label).
+  const lossWeights =
+    problemType === "multi_label_classification" ? { posWeight: classWeights } : { classWeights };
 
   const microPerEpoch = batchesPerEpoch(options.train.length, cfg.batchSize);
   const stepsPerEpoch = Math.ceil(microPerEpoch / cfg.gradientAccumulationSteps);
@@ -422,8 +490,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (lora) lora.training = false;
       const result = evaluate(model, options.eval!, {
         batchSize: cfg.evalBatchSize,
-        classWeights,
+        ...lossWeights,
         engine: options.engine,
+        task,
+        threshold: options.threshold,
       });
       if (lora) lora.training = true;
       const ev = { type: "eval" as const, step: state.step, epoch, metrics: result.metrics };
@@ -442,7 +512,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const started = performance.now();
     const startTokens = state.tokens;
     let lastEval: EvalResult | undefined;
-    let metrics: EvalResult["metrics"] | undefined;
+    let metrics: EvalMetrics | undefined;
     let interrupted = false;
     const alreadyComplete = resumedFrom !== null && state.step >= totalSteps;
     if (lora) lora.training = true;
@@ -452,7 +522,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const atEpochEnd = state.step > 0 && (state.microBatch === 0 || alreadyComplete);
       if (start.checkpoint && hasEval && atEpochEnd) {
         const earlier = evalInHistory(state.step);
-        if (earlier) metrics = earlier.metrics as EvalResult["metrics"];
+        if (earlier) metrics = earlier.metrics as EvalMetrics;
         else {
           lastEval = runEval(state.microBatch === 0 ? state.epoch : state.epoch + 1);
           metrics = lastEval.metrics;
@@ -478,7 +548,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           micro++;
           if (micro <= skip) continue;
           const stepOptions = {
-            classWeights,
+            problemType,
+            ...lossWeights,
             lossScale: 1 / cfg.gradientAccumulationSteps,
             gradientCheckpointing: cfg.gradientCheckpointing,
           };

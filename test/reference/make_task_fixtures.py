@@ -19,6 +19,8 @@ Default out_dir: test/fixtures/tasks. Writes:
                    (adapter-step2/), and expected.json (micro-batches, LoRA logits,
                    transformers' own loss on the first micro-batch, per-step losses,
                    grad norms and learning rates)
+  masked-lm/       a tiny random EsmForMaskedLM (no classifier, as the Hub's ESM-2
+                   checkpoints): the base the end-to-end task tests fine-tune from
 
 Deterministic (seeded, CPU, float32).
 """
@@ -356,9 +358,24 @@ def task_model(name, task, seed):
     print("wrote", out, [round(s["grad_norm"], 6) for s in steps])
 
 
+def masked_lm():
+    from transformers import EsmForMaskedLM
+
+    torch.manual_seed(200)
+    cfg = EsmConfig(
+        vocab_size=33, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=1026, layer_norm_eps=1e-5,
+        pad_token_id=1, mask_token_id=32, token_dropout=True, position_embedding_type="rotary",
+        emb_layer_norm_before=False, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    EsmForMaskedLM(cfg).save_pretrained(os.path.join(OUT, "masked-lm"))
+    print("wrote", os.path.join(OUT, "masked-lm"))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     losses()
     metrics()
     for i, (name, task) in enumerate(TASKS.items()):
         task_model(name, task, 100 + 10 * i)
+    masked_lm()

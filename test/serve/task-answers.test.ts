@@ -24,7 +24,7 @@ import {
   setPredictorLoader,
 } from "../../src/serve/predictor";
 import { createServer } from "../../src/serve/server";
-import type { ProblemType } from "../../src/train/task";
+import type { ProblemType } from "../../src/util/task";
 import { REPO_ROOT } from "../helpers/python";
 import { invoke } from "./http-client";
 

@@ -29,6 +29,9 @@ export interface TaskSpec {
   labels: string[];
 }
 
+/** Multi-label: a label is predicted at or above this probability unless told otherwise. */
+export const DEFAULT_THRESHOLD = 0.5;
+
 /** Hugging Face's names for unnamed outputs. */
 export function defaultLabelNames(n: number): string[] {
   return Array.from({ length: n }, (_, i) => `LABEL_${i}`);
@@ -117,22 +120,31 @@ export function taskOfConfig(config: HeadConfig): TaskSpec {
   return { problemType, labels };
 }
 
+const isDefaultNames = (names: readonly string[]) => names.every((n, i) => n === `LABEL_${i}`);
+
 /**
  * Throws a ConfigError when a model's head cannot serve `task`: another problem type
- * (when the config names one) or another number of outputs. `where` names the model.
+ * (when the config names one), another number of outputs, or other label names (when
+ * both name theirs: Hugging Face's LABEL_i name nothing). Returns the names to keep:
+ * the task's, or the head's where only the head names its labels. `where` names the model.
  */
-export function checkHeadMatches(config: HeadConfig, task: TaskSpec, where: string): void {
+export function checkHeadMatches(config: HeadConfig, task: TaskSpec, where: string): string[] {
   const head = taskOfConfig(config);
   const typeDiffers = config.problemType !== null && config.problemType !== task.problemType;
   // An unnamed problem type is what transformers would infer at training time: regression
   // for one output, classification (single- or multi-label, by the labels' dtype) otherwise.
   const unnamedMismatch =
     config.problemType === null && (task.problemType === "regression") !== (config.numLabels === 1);
-  if (typeDiffers || unnamedMismatch || config.numLabels !== task.labels.length) {
+  const namesDiffer =
+    !isDefaultNames(head.labels) &&
+    !isDefaultNames(task.labels) &&
+    head.labels.join("\u0000") !== task.labels.join("\u0000");
+  if (typeDiffers || unnamedMismatch || config.numLabels !== task.labels.length || namesDiffer) {
     throw new ConfigError(
       `${where} has a ${describeTask(head)} head, but the task is ${describeTask(task)}; ` +
         "fine-tune from a base model (a checkpoint without a classifier), or use data prepared for the model's task",
       { model: where, head, task },
     );
   }
+  return isDefaultNames(task.labels) ? head.labels : task.labels;
 }
