@@ -9,8 +9,8 @@ import { isBinaryMetrics } from "../train/evaluate";
 import { DEFAULT_BASE_MODEL } from "../train/flags";
 import { fineTune } from "../train/run";
 import { flag } from "../util/flags";
+import { progressLine } from "../util/progress";
 import { defineCommand } from "./command";
-import { progressLine } from "./progress";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
 const SAMPLE = path.join(ROOT, "data", "deeploc-sample.csv");

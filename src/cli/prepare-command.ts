@@ -1,9 +1,9 @@
 import { DEEPLOC_LOCATIONS } from "../data/labels";
 import { type PrepareStats, prepare } from "../data/prepare";
 import { flag, type Kind } from "../util/flags";
+import { progressLine } from "../util/progress";
 import { PROBLEM_TYPES } from "../util/task";
 import { defineCommand } from "./command";
-import { progressLine } from "./progress";
 
 /** Comma-separated column names; names may hold spaces and "/" ("Cell membrane"). */
 const columns: Kind<string[]> = {

@@ -11,6 +11,7 @@
  * - regression: RMSE, MAE, Pearson, Spearman per target and averaged.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { LogitsEngine } from "../engine/engine";
 import type { TaskSpec } from "../util/task";
 import { type Example, epochBatches } from "./batching";
 import { bceWithLogitsGrad, crossEntropy, crossEntropyGrad, mseGrad, sigmoid } from "./loss";
@@ -81,16 +82,6 @@ export function describeMetrics(m: EvalMetrics): string {
 
 /** What evaluating the binary task (no `task` given) returns. */
 export type BinaryEvalResult = EvalResult<BinaryMetrics & EvalLosses>;
-
-/** Computes logits `[B * numLabels]` (row-major) for a batch instead of the tfjs model. */
-export interface LogitsEngine {
-  logits(batch: {
-    inputIds: ArrayLike<number>;
-    attentionMask: ArrayLike<number>;
-    batchSize: number;
-    seqLen: number;
-  }): Float32Array;
-}
 
 export interface EvaluateOptions {
   batchSize?: number;

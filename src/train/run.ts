@@ -22,7 +22,12 @@ import {
   parseEsmConfig,
 } from "../model/config";
 import { Esm2Model } from "../model/esm2";
-import { CheckpointSource, fromPretrained, resolveCheckpoint } from "../model/pretrained";
+import {
+  CheckpointSource,
+  fromPretrained,
+  resolveCheckpoint,
+  savePretrained,
+} from "../model/pretrained";
 import { OnnxEsmEngine } from "../onnx/engine";
 import { checkThreads, defaultThreads, type EngineChoice, resolveEngine } from "../onnx/select";
 import {
@@ -492,7 +497,7 @@ async function fineTuneLocked(
         files.push("adapter/");
         lora.merge();
       }
-      await writeDirAtomic(out("model"), (tmp) => model.savePretrained(tmp));
+      await writeDirAtomic(out("model"), (tmp) => savePretrained(model, tmp));
       files.push("model/");
       const metrics = {
         model: options.model,

@@ -9,10 +9,10 @@
  * dropout masks, which are replayed from the saved random state.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { MicroBatch, StepOptions, StepResult } from "../engine/engine";
 import { ConfigError } from "../errors";
 import type { AdaptableModel } from "../lora/lora";
 import type { SeededRandom } from "../util/random";
-import type { ProblemType } from "../util/task";
 import { bceWithLogits, crossEntropy, mseLoss } from "./loss";
 
 /** What the trainer needs from a sequence-classification model. */
@@ -26,38 +26,6 @@ export interface ClassifierModel extends AdaptableModel {
   finalNorm(hidden: tf.Tensor3D): tf.Tensor3D;
   /** `[B, L, H]` -> logits `[B, numLabels]` (from position 0). */
   classify(hidden: tf.Tensor3D): tf.Tensor2D;
-}
-
-export interface MicroBatch {
-  /** `[B, L]` int32 */
-  inputIds: tf.Tensor2D;
-  /** `[B, L]` int32 or float32 0/1 */
-  attentionMask: tf.Tensor2D;
-  /** `[B]` int32 class ids (single-label). */
-  labels: tf.Tensor1D;
-  /** `[B, numLabels]` float32 label vectors (multi-label 0/1, regression targets). */
-  targets?: tf.Tensor2D;
-}
-
-export interface StepOptions {
-  /** Which loss (src/train/task.ts); default single_label_classification. */
-  problemType?: ProblemType;
-  /** Single-label: per-class loss weights (torch's CrossEntropyLoss(weight=...)). */
-  classWeights?: number[];
-  /** Multi-label: per-label positive weights (torch's BCEWithLogitsLoss(pos_weight=...)). */
-  posWeight?: number[];
-  /** Multiplies the loss (1 / gradient accumulation steps). */
-  lossScale?: number;
-  gradientCheckpointing?: boolean;
-  /** The random stream behind dropout masks; replayed when recomputing a layer. */
-  dropoutRng?: SeededRandom;
-}
-
-export interface StepResult {
-  /** The unscaled loss of this micro-batch. */
-  loss: number;
-  /** Gradients of the SCALED loss, by parameter name; the caller disposes them. */
-  grads: Map<string, tf.Tensor>;
 }
 
 /** Full forward to logits. */

@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../../src/backend";
+import type { MicroBatch, StepOptions } from "../../src/engine/engine";
 import { loadAdapter, saveAdapter } from "../../src/lora/adapter-io";
 import { fromPretrained } from "../../src/model/pretrained";
 import { readSafetensors } from "../../src/model/safetensors";
@@ -21,12 +22,7 @@ import { OnnxEsmEngine } from "../../src/onnx/engine";
 import { clipGradNorm } from "../../src/train/clip";
 import { AdamW } from "../../src/train/optimizer";
 import { linearScheduleWithWarmup } from "../../src/train/schedule";
-import {
-  lossAndGradients,
-  type MicroBatch,
-  type StepOptions,
-  taskLoss,
-} from "../../src/train/step";
+import { lossAndGradients, taskLoss } from "../../src/train/step";
 import { type ProblemType, taskOfConfig } from "../../src/util/task";
 import { REPO_ROOT } from "../helpers/python";
 
