@@ -47,14 +47,7 @@ export {
 } from "./data/prepare";
 export { iterativeStratification } from "./data/split";
 export * from "./display";
-export type {
-  LogitsEngine,
-  MicroBatch,
-  StepEngine,
-  StepOptions,
-  StepResult,
-  TokenBatch,
-} from "./engine/engine";
+export * from "./engine";
 export {
   AdapterError,
   BackendError,
@@ -80,9 +73,7 @@ export * from "./kernel";
 export * from "./lora";
 export * from "./model";
 export {
-  ENGINE_CHOICES,
-  type EngineChoice,
-  type EngineName,
+  createEngine,
   type OnnxEngineOptions,
   OnnxEsmEngine,
   resolveEngine,

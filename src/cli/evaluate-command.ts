@@ -51,9 +51,8 @@ RMSE, MAE, Pearson and Spearman per target.`,
     const predictor = await loadEsmPredictor(v.model);
     try {
       checkHeadMatches(predictor.model.config, task, v.model);
-      const result = evaluate(predictor.model, examples, {
+      const result = evaluate(predictor.engine, examples, {
         batchSize: v["batch-size"],
-        engine: predictor.onnx,
         ...(binary ? {} : { task, threshold: v.threshold }),
       });
       const json = `${JSON.stringify({ model: v.model, data: v.data, split: v.split, examples: examples.length, metrics: result.metrics }, null, 2)}\n`;

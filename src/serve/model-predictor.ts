@@ -6,20 +6,13 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../backend";
+import type { EngineChoice, EngineName, EsmEngine } from "../engine/engine";
 import { ConfigError } from "../errors";
 import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
 import type { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
-import { OnnxEsmEngine } from "../onnx/engine";
-import {
-  checkThreads,
-  defaultThreads,
-  type EngineChoice,
-  type EngineName,
-  resolveEngine,
-} from "../onnx/select";
+import { checkThreads, createEngine, defaultThreads, resolveEngine } from "../onnx/select";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
 import { type ProblemType, taskOfConfig } from "../util/task";
 import type { ClassProbabilities, Predictor } from "./predictor";
@@ -42,8 +35,8 @@ export interface EsmPredictor extends Predictor {
   readonly tokenizer: EsmTokenizer;
   /** The engine in use. */
   readonly engineName: EngineName;
-  /** The onnx engine when it runs the forward passes. */
-  readonly onnx?: OnnxEsmEngine;
+  /** The engine that runs the forward passes (on `model`). */
+  readonly engine: EsmEngine;
   dispose(): void;
 }
 
@@ -89,7 +82,7 @@ export async function loadEsmPredictor(
     ? await EsmTokenizer.fromDirectory(dir)
     : new EsmTokenizer();
   const maxLength = options.maxLength ?? tokenizer.modelMaxLength ?? 1024;
-  const onnx = decision.name === "onnx" ? new OnnxEsmEngine(model, { threads }) : undefined;
+  const engine = createEngine(decision.name, model, { threads });
   const n = model.config.numLabels;
   const labels = Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? String(i));
   const { problemType } = taskOfConfig(model.config);
@@ -123,29 +116,22 @@ export async function loadEsmPredictor(
             0,
           ),
         );
-        if (onnx) {
-          const logits = onnx.logits({
-            inputIds: inputIds.flat(),
-            attentionMask: attentionMask.flat(),
-            batchSize: part.length,
-            seqLen: pass.width,
-          });
-          for (let b = 0; b < part.length; b++)
-            out.push(answer(logits.subarray(b * n, (b + 1) * n)));
-        } else {
-          const rowsOut = tf.tidy(() => {
-            const o = model.forward({ inputIds, attentionMask });
-            return o.logits.arraySync() as number[][];
-          });
-          for (const row of rowsOut) out.push(answer(row));
+        const logits = engine.logits({
+          inputIds: inputIds.flat(),
+          attentionMask: attentionMask.flat(),
+          batchSize: part.length,
+          seqLen: pass.width,
+        });
+        for (let b = 0; b < part.length; b++) {
+          out.push(answer(logits.subarray(b * n, (b + 1) * n)));
         }
       }
       return out;
     },
     engineName: decision.name,
-    onnx,
+    engine,
     dispose() {
-      onnx?.dispose();
+      engine.dispose();
       model.dispose();
     },
   };

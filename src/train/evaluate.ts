@@ -11,10 +11,16 @@
  * - regression: RMSE, MAE, Pearson, Spearman per target and averaged.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { LogitsEngine } from "../engine/engine";
+import type { EsmEngine } from "../engine/engine";
+import {
+  bceWithLogitsGrad,
+  crossEntropy,
+  crossEntropyGrad,
+  mseGrad,
+  sigmoid,
+} from "../engine/loss";
 import type { TaskSpec } from "../util/task";
 import { type Example, epochBatches } from "./batching";
-import { bceWithLogitsGrad, crossEntropy, crossEntropyGrad, mseGrad, sigmoid } from "./loss";
 import {
   type BinaryMetrics,
   binaryMetrics,
@@ -25,7 +31,6 @@ import {
   type RegressionMetrics,
   regressionMetrics,
 } from "./metrics";
-import { type ClassifierModel, forwardLogits } from "./step";
 
 /** The two losses carry distinct names: they differ whenever the classes are weighted. */
 export interface EvalLosses {
@@ -89,60 +94,47 @@ export interface EvaluateOptions {
   classWeights?: number[];
   /** Multi-label: per-label positive weights of `weightedLoss`. */
   posWeight?: number[];
-  engine?: LogitsEngine;
   /** The task; without it, the binary task (labels 0/1). */
   task?: TaskSpec;
   /** Multi-label: a label is predicted at probability >= threshold (default 0.5). */
   threshold?: number;
 }
 
+/** Evaluate `engine`'s model (e.g. `new TfjsEngine(model)`) on labelled examples. */
 export function evaluate(
-  model: ClassifierModel,
+  engine: EsmEngine,
   examples: readonly Example[],
   options?: EvaluateOptions & { task?: undefined },
 ): BinaryEvalResult;
 export function evaluate(
-  model: ClassifierModel,
+  engine: EsmEngine,
   examples: readonly Example[],
   options: EvaluateOptions,
 ): EvalResult;
 export function evaluate(
-  model: ClassifierModel,
+  engine: EsmEngine,
   examples: readonly Example[],
   options: EvaluateOptions = {},
 ): EvalResult {
   const task = options.task;
   if (task && !(task.problemType === "single_label_classification" && task.labels.length === 2)) {
-    return evaluateTask(model, examples, { ...options, task });
+    return evaluateTask(engine, examples, { ...options, task });
   }
-  return evaluateBinary(model, examples, options);
+  return evaluateBinary(engine, examples, options);
 }
 
-/** Logits `[B, C]` of a batch: from the engine, or the tfjs model. */
+/** Logits `[B, C]` of a batch, from the engine. */
 function batchLogits(
-  model: ClassifierModel,
-  batch: {
-    inputIds: Int32Array;
-    attentionMask: Int32Array;
-    batchSize: number;
-    seqLen: number;
-  },
-  engine?: LogitsEngine,
+  engine: EsmEngine,
+  batch: { inputIds: Int32Array; attentionMask: Int32Array; batchSize: number; seqLen: number },
 ): tf.Tensor2D {
-  const shape: [number, number] = [batch.batchSize, batch.seqLen];
-  const fromEngine = engine?.logits(batch);
-  return fromEngine
-    ? tf.tensor2d(fromEngine, [batch.batchSize, fromEngine.length / batch.batchSize])
-    : forwardLogits(model, {
-        inputIds: tf.tensor2d(batch.inputIds, shape, "int32"),
-        attentionMask: tf.tensor2d(batch.attentionMask, shape, "int32"),
-        labels: tf.tensor1d([], "int32"),
-      });
+  const z = engine.logits(batch);
+  return tf.tensor2d(z, [batch.batchSize, z.length / batch.batchSize]);
 }
 
 /** The binary task (2 classes), as the seed workflow evaluates it. */
 function evaluateBinary(
-  model: ClassifierModel,
+  engine: EsmEngine,
   examples: readonly Example[],
   options: EvaluateOptions,
 ): EvalResult {
@@ -158,7 +150,7 @@ function evaluateBinary(
     shuffle: false,
   })) {
     const { probs, plain, weighted, wsum } = tf.tidy(() => {
-      const logits = batchLogits(model, batch, options.engine);
+      const logits = batchLogits(engine, batch);
       const labels = tf.tensor1d(batch.labels, "int32");
       const w = options.classWeights;
       // Batch losses are (weighted) means; recombine them into means over all examples.
@@ -192,7 +184,7 @@ function evaluateBinary(
 
 /** k-class single-label, multi-label and regression tasks. */
 function evaluateTask(
-  model: ClassifierModel,
+  engine: EsmEngine,
   examples: readonly Example[],
   options: EvaluateOptions & { task: TaskSpec },
 ): EvalResult {
@@ -210,7 +202,7 @@ function evaluateTask(
     epoch: 0,
     shuffle: false,
   })) {
-    const z = tf.tidy(() => batchLogits(model, batch, options.engine).dataSync() as Float32Array);
+    const z = engine.logits(batch);
     const b = batch.batchSize;
     if (task.problemType === "single_label_classification") {
       plainSum += crossEntropyGrad(z, k, batch.labels).loss * b;

@@ -1,6 +1,14 @@
 /** Training primitives: optimizer, schedule, clipping, loss, metrics, batching, I/O. */
 
-export { balancedPositiveWeights } from "../util/class-weights";
+export type { BceOptions, LossAndGradient } from "../engine/loss";
+export {
+  bceWithLogits,
+  bceWithLogitsGrad,
+  crossEntropyGrad,
+  mseGrad,
+  mseLoss,
+} from "../engine/loss";
+export { balancedClassWeights, balancedPositiveWeights } from "../util/class-weights";
 export {
   BINARY_TASK,
   checkHeadMatches,
@@ -38,16 +46,6 @@ export { clipGradNorm, globalGradNorm } from "./clip";
 export { type EvalResult, evaluate } from "./evaluate";
 export type { HistoryEvent, HistoryWriterOptions } from "./history";
 export { HistoryWriter, parseHistory, readHistory, truncateHistory } from "./history";
-export type { BceOptions, CrossEntropyOptions, LossAndGradient } from "./loss";
-export {
-  balancedClassWeights,
-  bceWithLogits,
-  bceWithLogitsGrad,
-  crossEntropy,
-  crossEntropyGrad,
-  mseGrad,
-  mseLoss,
-} from "./loss";
 export type {
   BinaryMetrics,
   ClassScores,
@@ -96,7 +94,6 @@ export {
   linearWarmupLambda,
   resolveWarmupSteps,
 } from "./schedule";
-export { type ClassifierModel, forwardLogits, lossAndGradients } from "./step";
 export {
   DEFAULT_TRAIN_CONFIG,
   type TrainConfig,

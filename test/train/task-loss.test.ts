@@ -10,7 +10,6 @@ import * as path from "node:path";
 import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../../src/backend";
-import { ConfigError } from "../../src/errors";
 import {
   bceWithLogits,
   bceWithLogitsGrad,
@@ -18,7 +17,8 @@ import {
   crossEntropyGrad,
   mseGrad,
   mseLoss,
-} from "../../src/train/loss";
+} from "../../src/engine/loss";
+import { ConfigError } from "../../src/errors";
 import { balancedPositiveWeights } from "../../src/util/class-weights";
 import { REPO_ROOT } from "../helpers/python";
 

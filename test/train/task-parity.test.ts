@@ -15,6 +15,7 @@ import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../../src/backend";
 import type { MicroBatch, StepOptions } from "../../src/engine/engine";
+import { lossAndGradients, taskLoss } from "../../src/engine/tfjs-engine";
 import { loadAdapter, saveAdapter } from "../../src/lora/adapter-io";
 import { fromPretrained } from "../../src/model/pretrained";
 import { readSafetensors } from "../../src/model/safetensors";
@@ -22,7 +23,6 @@ import { OnnxEsmEngine } from "../../src/onnx/engine";
 import { clipGradNorm } from "../../src/train/clip";
 import { AdamW } from "../../src/train/optimizer";
 import { linearScheduleWithWarmup } from "../../src/train/schedule";
-import { lossAndGradients, taskLoss } from "../../src/train/step";
 import { type ProblemType, taskOfConfig } from "../../src/util/task";
 import { REPO_ROOT } from "../helpers/python";
 
@@ -106,7 +106,7 @@ test("LoRA logits of a k-output head, and transformers' own loss for the problem
     const out = model.forward({ inputIds: mb.input_ids, attentionMask: mb.attention_mask });
     const d = maxAbsDiff(out.logits.dataSync(), e.lora_logits.flat());
     const batch = microBatch(mb, e.problem_type);
-    const loss = taskLoss(out.logits as tf.Tensor2D, batch, { problemType: e.problem_type });
+    const loss = taskLoss(out.logits as tf.Tensor2D, batch, { task: e.problem_type });
     const dl = Math.abs(loss.dataSync()[0]! - e.hf_loss);
     console.log(
       `${name}: LoRA logits |diff| ${d.toExponential(2)}, unweighted loss vs transformers ${dl.toExponential(2)}`,
@@ -148,7 +148,7 @@ for (const engineName of ["tfjs", "onnx"] as const) {
           for (let k = 0; k < c.accumulation; k++) {
             const batch = microBatch(e.micro_batches[s * c.accumulation + k]!, e.problem_type);
             const options: StepOptions = {
-              problemType: e.problem_type,
+              task: e.problem_type,
               ...weights(e),
               lossScale: 1 / c.accumulation,
               gradientCheckpointing,

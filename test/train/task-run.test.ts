@@ -17,6 +17,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../../src/backend";
 import { loadPrepared } from "../../src/data/frame";
 import { prepare } from "../../src/data/prepare";
+import { TfjsEngine } from "../../src/engine/tfjs-engine";
 import { fromPretrained } from "../../src/model/pretrained";
 import { collate } from "../../src/train/batching";
 import { evaluate } from "../../src/train/evaluate";
@@ -161,7 +162,7 @@ for (const c of CASES) {
     });
     const logits = Array.from(ours.logits.dataSync());
     tf.dispose([ours.logits, ours.lastHiddenState]);
-    const ev = evaluate(model, examples, {
+    const ev = evaluate(new TfjsEngine(model), examples, {
       task: { problemType: c.problemType, labels: task.labels },
       batchSize: 5,
     });

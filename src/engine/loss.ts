@@ -1,6 +1,6 @@
 /**
- * The three losses of `EsmForSequenceClassification`, one per problem type (task.ts),
- * as torch computes them, in two forms: differentiable tfjs functions (the tfjs engine)
+ * The three losses of `EsmForSequenceClassification`, one per task (task.ts), as torch
+ * computes them, in two forms: differentiable tfjs functions (the tfjs engine)
  * and plain float64 functions returning the loss and its gradient with respect to the
  * logits (the reference the onnx engine's loss graph is tested against).
  *
@@ -18,9 +18,9 @@
  * gradient needs a kernel wasm lacks.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { checkLabels } from "../engine/task";
 import { ConfigError } from "../errors";
 import { ensureGradients } from "../gradients";
+import { checkLabels } from "./task";
 
 // tfjs-core's CommonJS build registers no gradients (see src/gradients.ts).
 ensureGradients();
@@ -84,8 +84,6 @@ export function crossEntropy(
     return tf.div(tf.sum(tf.mul(w, nll)), tf.sum(w)) as tf.Scalar;
   });
 }
-
-export { balancedClassWeights } from "../util/class-weights";
 
 // ---- multi-label and regression losses (tfjs) ------------------------------------------
 
