@@ -471,12 +471,12 @@ export function membraneProbabilityChart(
  * One bar per label of a per-label score (multi-label metrics' `perLabel`), e.g. each
  * location's MCC; the mean over labels as a dashed line.
  */
-export function labelMetricChart(
-  perLabel: readonly ({ label: string } & Record<string, unknown>)[],
+export function labelMetricChart<T extends { readonly label: string }>(
+  perLabel: readonly T[],
   options: { metric?: string; title?: string } = {},
 ): PlotlyFigure {
   const metric = options.metric ?? "mcc";
-  const values = perLabel.map((s) => s[metric]);
+  const values = perLabel.map((s) => (s as unknown as Record<string, unknown>)[metric]);
   const bad = values.findIndex((v) => !finite(v));
   if (bad >= 0) {
     throw new ConfigError(
