@@ -22,7 +22,7 @@
  *   attention (P = softmax): dV = P^T dC, dP = dC V^T, dS = P (dP - rowsum(dP P)),
  *                            dQ = dS K, dK = dS^T Q
  *   rotary  y = x cos + rot(x) sin, rot([a, b]) = [-b, a]: dx = dy cos - rot(dy sin)
- *   loss, by problem type (W, P fed per batch; see engine.ts taskLossFeeds):
+ *   loss, by problem type (W, P fed per batch; see task-feeds.ts taskLossFeeds):
  *     cross-entropy  -sum(W log_softmax(z)), W = weighted one-hot rows: dz = softmax(z) rowsum(W) - W
  *     BCE-with-logits sum(W softplus(z) - P z): dz = W sigmoid(z) - P
  *                    (W = (p y + 1 - y) s / (B C), P = p y s / (B C); p = pos_weight, s = loss scale)

@@ -9,9 +9,9 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
 import { esm2Config } from "../../src/model/config";
-import { taskLossFeeds } from "../../src/onnx/engine";
 import { EsmGraph, IN, type LossKind } from "../../src/onnx/esm-graph";
 import { floatTensor, OrtSession } from "../../src/onnx/runtime";
+import { taskLossFeeds } from "../../src/onnx/task-feeds";
 import { REPO_ROOT } from "../helpers/python";
 
 interface LossCase {
