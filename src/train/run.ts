@@ -39,11 +39,16 @@ import {
   type ProblemType,
   type TaskSpec,
 } from "../util/task";
-import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
+import {
+  ownedTemporary,
+  removeDeadTemporariesOf,
+  trackTemporary,
+  writeFileAtomic,
+} from "../util/temporaries";
 import type { Example } from "./batching";
 import type { EvalMetrics } from "./evaluate";
 import { GradientPool, type ReplicaRecipe } from "./parallel";
-import { checkRunFolder, writeFileAtomic } from "./run-folder";
+import { checkRunFolder } from "./run-folder";
 import { type RunIdentity, weightsFingerprint } from "./run-identity";
 import { acquireRunLock, type RunLock } from "./run-lock";
 import { type TrainConfig, type TrainEvent, train } from "./trainer";
