@@ -1,6 +1,7 @@
 import { ConfigError } from "../errors";
 import { QUANTIZE_CHOICES } from "../onnx/select";
 import { resolveServerConfig, SERVER_DEFAULTS, type ServerLimits } from "../serve/config";
+import { checkThreshold, DEFAULT_THRESHOLD } from "../serve/prediction";
 import { loadPredictor } from "../serve/predictor";
 import { TOO_LONG_POLICIES } from "../serve/sequences";
 import { createServer, DEFAULT_GRACE_MS } from "../serve/server";
@@ -18,6 +19,20 @@ function portFrom(flagged: number | undefined, env: string | undefined): number 
     });
   }
   return port;
+}
+
+/** The multi-label threshold: --threshold, else ESMKIT_THRESHOLD, else 0.5. */
+function thresholdFrom(flagged: number | undefined, env: string | undefined): number {
+  if (flagged !== undefined) return flagged;
+  if (!env?.trim()) return DEFAULT_THRESHOLD;
+  return checkThreshold(Number(env), `ESMKIT_THRESHOLD=${JSON.stringify(env)}`);
+}
+
+/** "multi_label_classification (threshold 0.5), " for tasks other than single-label. */
+function taskWords(problemType: string | undefined, threshold: number): string {
+  if (problemType === "multi_label_classification")
+    return `${problemType} (threshold ${threshold}), `;
+  return problemType === "regression" ? `${problemType}, ` : "";
 }
 
 const D = SERVER_DEFAULTS;
@@ -60,6 +75,11 @@ GET /ping, POST /invocations, GET /execution-parameters.`,
       'sequences over the model\'s max length: truncate (flagged "truncated": true) or reject',
       { defaultText: "truncate" },
     ),
+    threshold: flag.float("multi-label models: a label is predicted at or above this probability", {
+      min: 0,
+      max: 1,
+      defaultText: `ESMKIT_THRESHOLD, else ${DEFAULT_THRESHOLD}`,
+    }),
     "grace-ms": flag.int("on SIGTERM/SIGINT, time to finish requests", {
       min: 0,
       default: DEFAULT_GRACE_MS,
@@ -74,6 +94,7 @@ Batch Transform (SAGEMAKER_BATCH=true) raises the defaults of --max-sequences to
 ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-queue to hold full requests.`,
   async run(v) {
     const port = portFrom(v.port, process.env.SAGEMAKER_BIND_TO_PORT);
+    const threshold = thresholdFrom(v.threshold, process.env.ESMKIT_THRESHOLD);
     const { host, model: modelDir, "grace-ms": graceMs } = v;
     const payloadMb = v["max-payload-mb"];
 
@@ -97,14 +118,19 @@ ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-
     // From here on the worker threads keep the process alive: every way out of this
     // block, a failed listen (EADDRINUSE) included, stops them.
     try {
-      const server = createServer({ predictor, ...limits, log: v.quiet ? false : undefined });
+      const server = createServer({
+        predictor,
+        ...limits,
+        threshold,
+        log: v.quiet ? false : undefined,
+      });
       const address = await server.listen(port, host);
       const shutdown = waitForShutdownSignal();
       const c = server.config;
       const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
       process.stderr.write(
         `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
-          `labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
+          `${taskWords(predictor.problemType, threshold)}labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
           `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
           `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
           `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,

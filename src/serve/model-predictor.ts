@@ -27,6 +27,7 @@ import {
 } from "../onnx/select";
 import { checkpointWeights } from "../onnx/weights";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
+import { type ProblemType, taskOfConfig } from "../util/task";
 import type { ClassProbabilities, Predictor } from "./predictor";
 
 export interface EsmPredictorOptions {
@@ -53,6 +54,7 @@ export interface EsmPredictor extends Predictor {
    */
   readonly model?: Esm2Model;
   readonly config: EsmConfig;
+  readonly problemType: ProblemType;
   readonly tokenizer: EsmTokenizer;
   /** The engine in use. */
   readonly engineName: EngineName;
@@ -133,11 +135,20 @@ export async function loadEsmPredictor(
   const maxLength = options.maxLength ?? tokenizer.modelMaxLength ?? 1024;
   const n = config.numLabels;
   const labels = Array.from({ length: n }, (_, i) => config.id2label[i] ?? String(i));
+  const { problemType } = taskOfConfig(config);
+  // Logits -> the answer: softmax, a sigmoid per label, or the values themselves.
+  const answer = (row: ArrayLike<number>): ClassProbabilities =>
+    problemType === "regression"
+      ? { labels, probabilities: [], values: Array.from(row) }
+      : problemType === "multi_label_classification"
+        ? { labels, probabilities: Array.from(row, sigmoid) }
+        : { labels, probabilities: softmax(row) };
   return {
     ...(model ? { model } : {}),
     config,
     tokenizer,
     labels,
+    problemType,
     maxLength,
     async predict(sequences: string[]): Promise<ClassProbabilities[]> {
       const rows = sequences.map((seq) => tokenizer.encode(seq, { maxLength, truncation: true }));
@@ -156,10 +167,7 @@ export async function loadEsmPredictor(
           attentionMask.fill(1, b * L, b * L + rows[i]!.length);
         });
         const logits = engine.logits({ inputIds, attentionMask, batchSize: B, seqLen: L });
-        return pass.rows.map((_, b) => ({
-          labels,
-          probabilities: softmax(logits.subarray(b * n, (b + 1) * n)),
-        }));
+        return pass.rows.map((_, b) => answer(logits.subarray(b * n, (b + 1) * n)));
       });
       return inInputOrder(
         passes.map((p) => p.rows),
@@ -226,6 +234,13 @@ export function planPasses(
     fits: (rows, longest, length) =>
       width(length) === width(longest) && rows * width(longest) ** 2 <= ATTENTION_BUDGET,
   }).map((rows) => ({ rows, width: width(Math.max(...rows.map((i) => lengths[i]!))) }));
+}
+
+/** The logistic function in float64, finite for any input. */
+function sigmoid(z: number): number {
+  if (z >= 0) return 1 / (1 + Math.exp(-z));
+  const e = Math.exp(z);
+  return e / (1 + e);
 }
 
 /** Softmax in float64, for one row of logits. */

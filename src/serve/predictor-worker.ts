@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     labels: predictor.labels,
     maxLength: predictor.maxLength,
     engineName: predictor.engineName,
+    problemType: predictor.problemType,
   });
   port.on("message", async (m: Request) => {
     try {

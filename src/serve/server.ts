@@ -36,12 +36,14 @@ import {
   toHttpError,
 } from "./errors";
 import { parseInvocation, parseMediaType } from "./inputs";
-import { toPrediction } from "./prediction";
+import { checkThreshold, DEFAULT_THRESHOLD, toPrediction } from "./prediction";
 import type { ClassProbabilities, Predictor } from "./predictor";
 import { normaliseSequence } from "./sequences";
 
 export interface ServerOptions extends ServerLimits {
   predictor: Predictor;
+  /** Multi-label models: a label is predicted at or above this probability (default 0.5). */
+  threshold?: number;
   /** Where SAGEMAKER_* settings come from (default process.env). */
   env?: Record<string, string | undefined>;
   /** One line per request; default: stderr. `false` silences it. */
@@ -167,6 +169,10 @@ function closeAfterAnswer(socket: Socket): void {
 export function createServer(options: ServerOptions): EsmKitServer {
   const { predictor } = options;
   const config = resolveServerConfig(options, options.env ?? process.env);
+  const answerOptions = {
+    problemType: predictor.problemType,
+    threshold: checkThreshold(options.threshold ?? DEFAULT_THRESHOLD, "threshold"),
+  };
   const log =
     options.log === false
       ? () => {}
@@ -229,7 +235,7 @@ export function createServer(options: ServerOptions): EsmKitServer {
       signal,
     );
     const predictions = probabilities.map((p, i) =>
-      toPrediction(p, sequences[i]!.truncated, parsed.inputs[i]!.id),
+      toPrediction(p, sequences[i]!.truncated, parsed.inputs[i]!.id, answerOptions),
     );
     if (parsed.format === "json") {
       sendJson(res, 200, predictions);

@@ -17,6 +17,7 @@ import { ConfigError, EsmKitError } from "../errors";
 import { ADAPTER_CONFIG } from "../lora/adapter-io";
 import { isRepoId } from "../model/hub";
 import { resolveCheckpoint } from "../model/pretrained";
+import type { ProblemType } from "../util/task";
 import type { EsmPredictorOptions } from "./model-predictor";
 import type { ClassProbabilities, Predictor } from "./predictor";
 
@@ -34,7 +35,13 @@ export interface WorkerPredictor extends Predictor {
 }
 
 type Reply =
-  | { type: "ready"; labels: string[]; maxLength: number; engineName: string }
+  | {
+      type: "ready";
+      labels: string[];
+      maxLength: number;
+      engineName: string;
+      problemType: ProblemType;
+    }
   | { type: "result"; id: number; result: ClassProbabilities[] }
   | { type: "error"; id: number; message: string }
   | { type: "fatal"; message: string; name?: string };
@@ -86,7 +93,12 @@ export async function loadWorkerPredictor(
   const script = path.join(__dirname, "predictor-worker.js");
   const slots: Slot[] = [];
   let nextId = 0;
-  type Ready = { labels: string[]; maxLength: number; engineName: string };
+  type Ready = {
+    labels: string[];
+    maxLength: number;
+    engineName: string;
+    problemType: ProblemType;
+  };
   const start = (predictorOptions: EsmPredictorOptions): Promise<Ready> => {
     const worker = new Worker(script, { workerData: { dir, options: predictorOptions } });
     const slot: Slot = { worker, busy: 0, pending: new Map() };
@@ -130,6 +142,7 @@ export async function loadWorkerPredictor(
   const n = slots.length;
   return {
     labels: info.labels,
+    problemType: info.problemType,
     maxLength: info.maxLength,
     concurrency: n,
     predict(sequences: string[]): Promise<ClassProbabilities[]> {
