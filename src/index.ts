@@ -37,6 +37,7 @@ export {
   summariseLengths,
 } from "./data/prepare";
 export * from "./display";
+export * from "./embed";
 export {
   AdapterError,
   BackendError,

@@ -6,6 +6,7 @@
 import { isEsmKitError } from "../errors";
 import { defineGroup } from "./command";
 import { demoCommand } from "./demo-command";
+import { embedCommand } from "./embed-command";
 import { evaluateCommand } from "./evaluate-command";
 import { exportCommand } from "./export-command";
 import { kernelCommand } from "./kernel-command";
@@ -25,6 +26,7 @@ export const esmkit = defineGroup({
     demoCommand,
     kernelCommand,
     predictCommand,
+    embedCommand,
     serveCommand,
     exportCommand,
     sagemakerCommand,

@@ -91,6 +91,34 @@ export class OnnxEsmEngine {
   }
 
   /**
+   * Hidden states `[B, L, H]` (row-major) numbered as transformers' `EsmModel`
+   * `hidden_states`: 0 is the embeddings output (token-dropout scaled, padding zeroed),
+   * `i` the output of encoder layer `i - 1`, and `numHiddenLayers` the last layer after
+   * the final LayerNorm (`emb_layer_norm_after`), i.e. `last_hidden_state`. No gradients.
+   */
+  hiddenStates(batch: TokenBatch, layer: number = this.model.config.numHiddenLayers): Float32Array {
+    const n = this.model.config.numHiddenLayers;
+    if (!Number.isInteger(layer) || layer < 0 || layer > n) {
+      throw new ConfigError(
+        `layer ${layer} is out of range: the model has ${n} layers, so hidden states 0..${n} (0: embeddings, ${n}: last layer after the final LayerNorm)`,
+        { layer, numHiddenLayers: n },
+      );
+    }
+    this.vars = undefined;
+    const plan = this.plan(new Set(), false);
+    const session = this.session(`hidden:${layer}:${signature(plan)}`, () => {
+      const eg = new EsmGraph("esm2_hidden", plan);
+      let h = eg.embed();
+      for (let i = 0; i < layer; i++) h = eg.layer(i, h).out;
+      eg.g.output(OUT.hidden, layer === n ? eg.lastHiddenState(h) : h, "float", null);
+      return eg.g.build();
+    });
+    const t = this.tables(batch);
+    const out = session.run({ ...t.feeds, ...this.weightFeeds(session, new Set()) });
+    return out[OUT.hidden]!.data as Float32Array;
+  }
+
+  /**
    * Loss and gradients of one micro-batch, as `lossAndGradients` in train/step.ts
    * computes them: gradients of the scaled loss for every tensor in `params`.
    */
