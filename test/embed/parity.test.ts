@@ -153,7 +153,10 @@ test("esm2_t6_8M architecture (random weights): embeddings match EsmModel", asyn
     ]),
   ) as EmbedReference;
   assert.ok(ref.last_equals_last_hidden_state && ref.last_is_final_norm_of_last_layer);
-  assert.ok(ref.embedded_residues.some((n, i) => n < ref.lengths[i]!), "a truncated protein");
+  assert.ok(
+    ref.embedded_residues.some((n, i) => n < ref.lengths[i]!),
+    "a truncated protein",
+  );
   const embedder = await loadEmbedder(dir, { maxLength: 1024 });
   try {
     const seqs = pairs.map(([, s]) => s);
