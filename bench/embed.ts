@@ -55,7 +55,7 @@ async function main(): Promise<void> {
     batchSize: Number(a["batch-size"]),
     window: Number(a.window),
     onProgress: (p) => {
-      if (p.proteins - lastReport >= 2048) {
+      if (p.proteins - lastReport >= 500) {
         lastReport = p.proteins;
         const secs = (Date.now() - t0) / 1000;
         process.stderr.write(

@@ -15,6 +15,7 @@ import { constants } from "node:fs";
 import { access, mkdtemp, open, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { ConfigError, DataError, StorageError } from "../errors";
 import { redact, schemeOf, type TransferProgress } from "../io/storage";
 import { normaliseSequence, type TooLongPolicy } from "../serve/sequences";
@@ -178,7 +179,13 @@ export async function* embed(options: EmbedOptions): AsyncGenerator<EmbeddingRow
       });
       buffer.push({ r, sequence: n.sequence, length: n.length, truncated: n.truncated });
       floats += settings.perResidue ? n.sequence.length * H : 0;
-      if (buffer.length >= window || floats >= RESIDUE_FLOATS_PER_WINDOW) yield* flush();
+      if (buffer.length >= window || floats >= RESIDUE_FLOATS_PER_WINDOW) {
+        yield* flush();
+        // A window's compute holds the thread; records parsed from one big read chunk
+        // would follow in microtasks only. Give the event loop a turn, so that signals
+        // (Ctrl-C) and output streams are served between windows.
+        await nextTurn();
+      }
     }
     yield* flush();
     if (done === 0) {
