@@ -1,5 +1,6 @@
 import { ConfigError } from "../errors";
 import { resolveServerConfig, SERVER_DEFAULTS, type ServerLimits } from "../serve/config";
+import { type EmbeddingModeOptions, embeddingMode } from "../serve/embeddings";
 import { loadPredictor } from "../serve/predictor";
 import { TOO_LONG_POLICIES } from "../serve/sequences";
 import { createServer, DEFAULT_GRACE_MS } from "../serve/server";
@@ -59,6 +60,24 @@ GET /ping, POST /invocations, GET /execution-parameters.`,
       'sequences over the model\'s max length: truncate (flagged "truncated": true) or reject',
       { defaultText: "truncate" },
     ),
+    embed: flag.bool(
+      "answer embeddings instead of class probabilities: {id, embedding, length, truncated}",
+      { defaultText: "ESMKIT_SERVE_MODE=embed" },
+    ),
+    pooling: flag.choice(
+      ["mean", "cls"],
+      "embeddings: mean over residues (no <cls>/<eos>) or <cls>",
+      {
+        defaultText: "ESMKIT_EMBED_POOLING, else mean",
+      },
+    ),
+    layer: flag.int(
+      "embeddings: hidden state as transformers numbers them (negative: from the end)",
+      {
+        value: "N",
+        defaultText: "ESMKIT_EMBED_LAYER, else the last",
+      },
+    ),
     "grace-ms": flag.int("on SIGTERM/SIGINT, time to finish requests", {
       min: 0,
       default: DEFAULT_GRACE_MS,
@@ -67,7 +86,9 @@ GET /ping, POST /invocations, GET /execution-parameters.`,
   },
   notes: `
 Batch Transform (SAGEMAKER_BATCH=true) raises the defaults of --max-sequences to
-${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-queue to hold full requests.`,
+${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-queue to hold full requests.
+Embeddings mode (--embed): FASTA bodies sent with "Accept: application/jsonlines" get one
+line per protein, as a proteome through Batch Transform needs.`,
   async run(v) {
     const port = portFrom(v.port, process.env.SAGEMAKER_BIND_TO_PORT);
     const { host, model: modelDir, "grace-ms": graceMs } = v;
@@ -85,19 +106,32 @@ ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-
     // The limits together and the SAGEMAKER_* values are checked before the model
     // loads (which takes time and starts worker threads).
     resolveServerConfig(limits);
+    const embeddings: EmbeddingModeOptions = { embed: v.embed, pooling: v.pooling, layer: v.layer };
+    const embedding = embeddingMode(embeddings, process.env);
+    if (!embedding && (v.pooling !== undefined || v.layer !== undefined)) {
+      throw new ConfigError("--pooling and --layer apply to embeddings: add --embed", {});
+    }
 
     const predictor = await loadPredictor(modelDir);
     // From here on the worker threads keep the process alive: every way out of this
     // block, a failed listen (EADDRINUSE) included, stops them.
     try {
-      const server = createServer({ predictor, ...limits, log: v.quiet ? false : undefined });
+      const server = createServer({
+        predictor,
+        ...limits,
+        embeddings,
+        log: v.quiet ? false : undefined,
+      });
       const address = await server.listen(port, host);
       const shutdown = waitForShutdownSignal();
       const c = server.config;
       const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
       process.stderr.write(
         `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
-          `labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
+          (embedding
+            ? `embeddings, ${predictor.numLayers} layers`
+            : `labels ${predictor.labels.join(", ")}`) +
+          `, max length ${predictor.maxLength}; ` +
           `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
           `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
           `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,

@@ -125,14 +125,23 @@ export function resolveEmbedSettings(
 /** An Embedder over a model already in memory (e.g. just fine-tuned in a notebook). */
 export function createEmbedder(
   model: Esm2Model,
-  options: { tokenizer?: EsmTokenizer; maxLength?: number; threads?: number; source?: string } = {},
+  options: {
+    tokenizer?: EsmTokenizer;
+    maxLength?: number;
+    threads?: number;
+    source?: string;
+    /** An onnx engine over `model` to share (its sessions and weight copies); not disposed here. */
+    engine?: OnnxEsmEngine;
+  } = {},
 ): Embedder {
   const tokenizer = options.tokenizer ?? new EsmTokenizer();
   const maxLength = options.maxLength ?? tokenizer.modelMaxLength ?? 1024;
   if (!Number.isInteger(maxLength) || maxLength < 3) {
     throw new ConfigError(`maxLength must be an integer >= 3, got ${maxLength}`, { maxLength });
   }
-  const engine = new OnnxEsmEngine(model, { threads: resolveThreads(options.threads) });
+  const shared = options.engine;
+  if (shared && shared.model !== model) throw new Error("the engine given runs another model");
+  const engine = shared ?? new OnnxEsmEngine(model, { threads: resolveThreads(options.threads) });
   const H = model.config.hiddenSize;
   const numLayers = model.config.numHiddenLayers;
   const resolve = (settings: EmbedSettings = {}) => resolveEmbedSettings(settings, numLayers);
@@ -177,7 +186,7 @@ export function createEmbedder(
       return out;
     },
     dispose() {
-      engine.dispose();
+      if (!shared) engine.dispose();
     },
   };
 }

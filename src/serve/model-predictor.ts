@@ -21,7 +21,7 @@ import {
   resolveEngine,
 } from "../onnx/select";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
-import type { ClassProbabilities, Predictor } from "./predictor";
+import type { ClassProbabilities, EmbeddingRequest, Predictor } from "./predictor";
 
 export interface EsmPredictorOptions {
   /** Tokens per sequence including <cls>/<eos>; default: tokenizer_config's model_max_length or 1024. */
@@ -42,6 +42,9 @@ export interface EsmPredictor extends Predictor {
   readonly engineName: EngineName;
   /** The onnx engine when it runs the forward passes. */
   readonly onnx?: OnnxEsmEngine;
+  /** Pooled embeddings (src/embed), computed by the onnx engine whichever engine classifies. */
+  embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]>;
+  readonly numLayers: number;
   dispose(): void;
 }
 
@@ -90,6 +93,9 @@ export async function loadEsmPredictor(
   const onnx = decision.name === "onnx" ? new OnnxEsmEngine(model, { threads }) : undefined;
   const n = model.config.numLabels;
   const labels = Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? String(i));
+  // Embeddings share the onnx engine (made here when the tfjs engine classifies).
+  let embedder: import("../embed/embedder").Embedder | undefined;
+  let embedEngine: OnnxEsmEngine | undefined;
   return {
     model,
     tokenizer,
@@ -132,10 +138,20 @@ export async function loadEsmPredictor(
       }
       return out;
     },
+    numLayers: model.config.numHiddenLayers,
+    async embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]> {
+      if (!embedder) {
+        const { createEmbedder } = await import("../embed/embedder");
+        embedEngine = onnx ?? new OnnxEsmEngine(model, { threads });
+        embedder = createEmbedder(model, { tokenizer, maxLength, engine: embedEngine });
+      }
+      return embedder.embed(sequences, request).map((e) => e.embedding);
+    },
     engineName: decision.name,
     onnx,
     dispose() {
       onnx?.dispose();
+      if (embedEngine !== onnx) embedEngine?.dispose();
       model.dispose();
     },
   };

@@ -13,7 +13,7 @@ import { ADAPTER_CONFIG } from "../lora/adapter-io";
 import { isRepoId } from "../model/hub";
 import { resolveCheckpoint } from "../model/pretrained";
 import type { EsmPredictorOptions } from "./model-predictor";
-import type { ClassProbabilities, Predictor } from "./predictor";
+import type { ClassProbabilities, EmbeddingRequest, Predictor } from "./predictor";
 
 export interface WorkerPredictorOptions extends EsmPredictorOptions {
   /** Worker threads, each with a model copy (default: min(2, cores)). */
@@ -22,19 +22,24 @@ export interface WorkerPredictorOptions extends EsmPredictorOptions {
 
 export interface WorkerPredictor extends Predictor {
   readonly concurrency: number;
+  embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]>;
   dispose(): Promise<void>;
 }
 
 type Reply =
-  | { type: "ready"; labels: string[]; maxLength: number }
-  | { type: "result"; id: number; result: ClassProbabilities[] }
+  | { type: "ready"; labels: string[]; maxLength: number; numLayers?: number }
+  | { type: "result"; id: number; result: ClassProbabilities[] | Float32Array[] }
   | { type: "error"; id: number; message: string }
   | { type: "fatal"; message: string; name?: string };
 
 interface Slot {
   worker: Worker;
   busy: number;
-  pending: Map<number, { resolve: (r: ClassProbabilities[]) => void; reject: (e: Error) => void }>;
+  pending: Map<
+    number,
+    // biome-ignore lint/suspicious/noExplicitAny: probabilities or embeddings, by request
+    { resolve: (r: any) => void; reject: (e: Error) => void }
+  >;
 }
 
 /**
@@ -77,7 +82,7 @@ export async function loadWorkerPredictor(
   const script = path.join(__dirname, "predictor-worker.js");
   const slots: Slot[] = [];
   let nextId = 0;
-  const ready: Promise<{ labels: string[]; maxLength: number }>[] = [];
+  const ready: Promise<{ labels: string[]; maxLength: number; numLayers?: number }>[] = [];
   for (let i = 0; i < n; i++) {
     const worker = new Worker(script, { workerData: { dir, options: predictorOptions } });
     const slot: Slot = { worker, busy: 0, pending: new Map() };
@@ -104,25 +109,35 @@ export async function loadWorkerPredictor(
       }),
     );
   }
-  let info: { labels: string[]; maxLength: number };
+  let info: { labels: string[]; maxLength: number; numLayers?: number };
   try {
-    [info] = (await Promise.all(ready)) as [{ labels: string[]; maxLength: number }];
+    [info] = (await Promise.all(ready)) as [
+      { labels: string[]; maxLength: number; numLayers?: number },
+    ];
   } catch (e) {
     await Promise.all(slots.map((s) => s.worker.terminate()));
     throw e;
   }
+  /** Send a request to the least busy worker. */
+  const send = <R>(message: { sequences: string[]; embed?: EmbeddingRequest }): Promise<R> => {
+    const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = nextId++;
+    slot.busy++;
+    return new Promise<R>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      slot.worker.postMessage({ id, ...message });
+    });
+  };
   return {
     labels: info.labels,
     maxLength: info.maxLength,
+    numLayers: info.numLayers,
     concurrency: n,
     predict(sequences: string[]): Promise<ClassProbabilities[]> {
-      const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
-      const id = nextId++;
-      slot.busy++;
-      return new Promise((resolve, reject) => {
-        slot.pending.set(id, { resolve, reject });
-        slot.worker.postMessage({ id, sequences });
-      });
+      return send({ sequences });
+    },
+    embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]> {
+      return send({ sequences, embed: request });
     },
     async dispose() {
       await Promise.all(slots.map((s) => s.worker.terminate()));
