@@ -4,7 +4,7 @@
  *
  *   node build/bench/esmkit-side.js KIND '<json params>'
  *
- * KIND is setup | train | infer | memory | prepare | export. The answer is one line on stdout,
+ * KIND is setup | train | infer | inferVar | memory | prepare | export. The answer is one line on stdout,
  * `@@BENCH {json}`; a failure inside the case is reported as `{"error": "..."}` there,
  * a crash of the process is recorded by the runner from the exit status and stderr.
  * `bench/reference_bench.py` is the PyTorch mirror of every case; both sides load the
@@ -23,22 +23,19 @@ import { rm } from "node:fs/promises";
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../src/backend";
 import { prepare } from "../src/data/prepare";
+import type { MicroBatch, StepOptions, StepResult } from "../src/engine/engine";
 import { exportModel } from "../src/export/export";
 import { saveAdapter } from "../src/lora/adapter-io";
 import { applyLora, type LoraModel } from "../src/lora/lora";
 import { type Esm2PresetName, esm2Config } from "../src/model/config";
 import { Esm2Model } from "../src/model/esm2";
+import { fromPretrained, savePretrained } from "../src/model/pretrained";
 import { OnnxEsmEngine } from "../src/onnx/engine";
 import { parseFasta } from "../src/serve/fasta";
 import { loadEsmPredictor } from "../src/serve/model-predictor";
 import { clipGradNorm } from "../src/train/clip";
 import { AdamW } from "../src/train/optimizer";
-import {
-  lossAndGradients,
-  type MicroBatch,
-  type StepOptions,
-  type StepResult,
-} from "../src/train/step";
+import { lossAndGradients } from "../src/train/step";
 
 export const RESULT_MARK = "@@BENCH ";
 
@@ -98,6 +95,28 @@ interface InferParams extends EngineParams {
   repeats: number;
 }
 
+/** Variable-length proteins (see `ProteinsFile`), run in batches padded to their longest. */
+interface InferVarParams extends EngineParams {
+  modelDir: string;
+  proteins: string;
+  /** Batches run before timing. */
+  warmup: number;
+  /** Timed passes over all proteins. */
+  repeats: number;
+  /**
+   * Sort by length (longest first) inside windows of this many proteins before cutting
+   * batches (0 or 1: input order). Only the batching changes; results stay per protein.
+   */
+  sortWindow?: number;
+}
+
+/** Proteins as token ids (`<cls>` ... `<eos>`), in the order batches take them. */
+export interface ProteinsFile {
+  batch: number;
+  sequences: number[][];
+  padId: number;
+}
+
 interface MemoryParams extends TrainParams {}
 
 interface ExportParams {
@@ -134,7 +153,7 @@ function errorLine(e: unknown): string {
 }
 
 async function loadModel(dir: string): Promise<Esm2Model> {
-  return Esm2Model.fromPretrained(dir, { onWarning: () => undefined });
+  return fromPretrained(dir, { onWarning: () => undefined });
 }
 
 async function setup(p: SetupParams) {
@@ -142,7 +161,7 @@ async function setup(p: SetupParams) {
     esm2Config(p.arch, p.layers ? { numHiddenLayers: p.layers } : {}),
     { seed: p.seed },
   );
-  await model.savePretrained(p.modelDir);
+  await savePretrained(model, p.modelDir);
   const lora = applyLora(model, BENCH_LORA, p.seed + 1);
   saveAdapter(lora, model, p.adapterDir, { baseModel: null });
   return {
@@ -372,6 +391,76 @@ async function infer(p: InferParams) {
   };
 }
 
+/** Batches of `batch` consecutive proteins, each sorted window first (see InferVarParams). */
+export function proteinBatches(lengths: number[], batch: number, sortWindow = 0): number[][] {
+  const order = lengths.map((_, i) => i);
+  if (sortWindow > 1) {
+    for (let s = 0; s < order.length; s += sortWindow) {
+      const w = order.slice(s, s + sortWindow).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
+      order.splice(s, w.length, ...w);
+    }
+  }
+  const out: number[][] = [];
+  for (let i = 0; i < order.length; i += batch) out.push(order.slice(i, i + batch));
+  return out;
+}
+
+async function inferVar(p: InferVarParams) {
+  const model = await loadModel(p.modelDir);
+  const file = JSON.parse(readFileSync(p.proteins, "utf8")) as ProteinsFile;
+  const seqs = file.sequences;
+  const onnx = engineOf(p, model);
+  const batches = proteinBatches(
+    seqs.map((s) => s.length),
+    file.batch,
+    p.sortWindow ?? 0,
+  ).map((idx) => {
+    // [B, L] right-padded to the longest member, mask 0 on padding.
+    const L = Math.max(...idx.map((i) => seqs[i]!.length));
+    const ids = new Int32Array(idx.length * L).fill(file.padId);
+    const mask = new Int32Array(idx.length * L);
+    idx.forEach((i, r) => {
+      ids.set(seqs[i]!, r * L);
+      mask.fill(1, r * L, r * L + seqs[i]!.length);
+    });
+    return { B: idx.length, L, ids, mask };
+  });
+  const run = (b: (typeof batches)[number]) => {
+    if (onnx) {
+      onnx.logits({ inputIds: b.ids, attentionMask: b.mask, batchSize: b.B, seqLen: b.L });
+      return;
+    }
+    const inputIds = tf.tensor2d(b.ids, [b.B, b.L], "int32");
+    const attentionMask = tf.tensor2d(b.mask, [b.B, b.L], "int32");
+    const out = model.forward({ inputIds, attentionMask });
+    out.logits.dataSync();
+    tf.dispose([out.logits, out.lastHiddenState, inputIds, attentionMask]);
+  };
+  for (const b of batches.slice(0, p.warmup)) run(b);
+  const { seconds, otherCores } = timed(p.repeats, () => {
+    for (const b of batches) run(b);
+  });
+  onnx?.dispose();
+  model.dispose();
+  const s = median(seconds);
+  const real = seqs.reduce((a, x) => a + x.length, 0);
+  const computed = batches.reduce((a, b) => a + b.B * b.L, 0);
+  return {
+    ...engineInfo(p),
+    proteins: seqs.length,
+    batch: file.batch,
+    sortWindow: p.sortWindow ?? 0,
+    realTokens: real,
+    computedTokens: computed,
+    paddingShare: (computed - real) / computed,
+    passSeconds: seconds,
+    medianPassSeconds: s,
+    sequencesPerSecond: seqs.length / s,
+    tokensPerSecond: real / s,
+    otherCores,
+  };
+}
+
 /** The process's peak resident set so far, in bytes (Linux reports KiB). */
 const maxRss = () => process.resourceUsage().maxRSS * 1024;
 
@@ -552,6 +641,7 @@ async function main(): Promise<void> {
     setup,
     train,
     infer,
+    inferVar,
     memory,
     prepare: prepareCase,
     export: exportCase,

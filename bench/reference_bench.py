@@ -7,7 +7,7 @@ written by esmkit) and the same token ids (a JSON file written by the runner):
     python bench/reference_bench.py KIND --json PARAMS [--threads N]
     python bench/reference_bench.py batch --json '{"cases": [{"id": ..., "kind": ..., "params": {...}}]}'
 
-KIND is train | infer | memory | prepare | versions | batch; PARAMS is JSON text or
+KIND is train | infer | infer_var | memory | prepare | versions | batch; PARAMS is JSON text or
 @FILE. Each result is one stdout line `@@BENCH {json}` (with "id" in batch mode); a case
 that fails reports {"error": "..."} and the others still run. Imports and model loading
 are outside every timed region; `prepare` times read_csv .. to_parquet, file read included.
@@ -203,6 +203,71 @@ def case_infer(p: dict) -> dict:
     }
 
 
+def case_infer_var(p: dict) -> dict:
+    """Variable-length proteins (bench/esmkit-side.ts ProteinsFile) in batches of
+    `batch` consecutive ones, each padded to its longest member (input order), as the
+    seed workflow's predictor does. With `hidden` ({mode: .npz}) it also checks another
+    engine's last hidden states (esm.cpp) against this model's, protein by protein,
+    unpadded."""
+    import numpy as np
+    import torch
+
+    model = load_classifier(p["modelDir"])
+    model.eval()
+    with open(p["proteins"], encoding="utf-8") as f:
+        spec = json.load(f)
+    seqs, b, pad = spec["sequences"], int(spec["batch"]), int(spec["padId"])
+    batches = []
+    for i in range(0, len(seqs), b):
+        part = seqs[i : i + b]
+        length = max(len(s) for s in part)
+        ids = torch.full((len(part), length), pad, dtype=torch.long)
+        mask = torch.zeros((len(part), length), dtype=torch.long)
+        for r, s in enumerate(part):
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, : len(s)] = 1
+        batches.append((ids, mask))
+    out: dict = {}
+    with torch.inference_mode():
+        for mode, file in (p.get("hidden") or {}).items():
+            if not file or not os.path.exists(file):
+                continue
+            theirs = np.load(file)
+            max_abs, max_ref = 0.0, 0.0
+            for k in sorted(theirs.files, key=lambda k: int(k[1:])):
+                ids = torch.tensor(seqs[int(k[1:])], dtype=torch.long)[None]
+                ours = model.esm(input_ids=ids).last_hidden_state[0].numpy()
+                max_abs = max(max_abs, float(np.abs(ours - theirs[k]).max()))
+                max_ref = max(max_ref, float(np.abs(ours).max()))
+            out[f"{mode}HiddenMaxAbsDiff"] = max_abs
+            out[f"{mode}HiddenMaxAbs"] = max_ref
+            out[f"{mode}HiddenProteins"] = len(theirs.files)
+        for ids, mask in batches[: int(p["warmup"])]:
+            model(input_ids=ids, attention_mask=mask).logits.numpy()
+        seconds = []
+        with OtherCores() as other:
+            for _ in range(int(p["repeats"])):
+                t0 = time.perf_counter()
+                for ids, mask in batches:
+                    model(input_ids=ids, attention_mask=mask).logits.numpy()
+                seconds.append(time.perf_counter() - t0)
+    s = statistics.median(seconds)
+    real = sum(len(x) for x in seqs)
+    return {
+        **out,
+        "proteins": len(seqs),
+        "batch": b,
+        "realTokens": real,
+        "computedTokens": int(sum(ids.numel() for ids, _ in batches)),
+        "attnImplementation": getattr(model.config, "_attn_implementation", None),
+        "passSeconds": seconds,
+        "medianPassSeconds": s,
+        "sequencesPerSecond": len(seqs) / s,
+        "tokensPerSecond": real / s,
+        "otherCores": other.value,
+    }
+
+
 def allocator_peak(prof) -> tuple[int, int] | None:
     """Peak and final bytes allocated above the start of a profile, from the CPU
     allocator's alloc (+) / free (-) events in time order; None if not recorded."""
@@ -312,6 +377,7 @@ def case_prepare(p: dict) -> dict:
 CASES = {
     "train": case_train,
     "infer": case_infer,
+    "infer_var": case_infer_var,
     "memory": case_memory,
     "prepare": case_prepare,
     "versions": lambda p: versions(),

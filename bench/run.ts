@@ -9,10 +9,14 @@
  * Cases: train-8m, train-35m (LoRA r8 on query/key/value, full optimizer steps, batch
  * 8 x 256), infer-8m, infer-35m (forward only, batch 1 and 16 at length 400), memory-8m
  * (one training step with and without gradient checkpointing, batch 8 x 512) and prepare
- * (`esmkit prepare` on the full DeepLoc CSV against pandas + the HF tokenizer) and export-8m
+ * (`esmkit prepare` on the full DeepLoc CSV against pandas + the HF tokenizer), export-8m
  * (`esmkit export --quantize int8`, then transformers.js in Node, float32 and int8, next to
- * esmkit's predictor on the same 50 DeepLoc proteins; no PyTorch column). `--only`
- * takes names or prefixes (`--only train,prepare`).
+ * esmkit's predictor on the same 50 DeepLoc proteins; no PyTorch column), and
+ * deeploc-35m, deeploc-150m: inference on real protein lengths (the first 256 proteins of
+ * 100..512 residues of data/deeploc-sample.csv, in file order, batches of 16 consecutive
+ * ones), with esm.cpp (PyPI esm-cpp) as a third side, fp32 and int8, when
+ * `bash bench/setup-esmcpp.sh` has made .venv-esmcpp (`--esmcpp PATH` picks another
+ * interpreter). `--only` takes names or prefixes (`--only train,prepare`).
  *
  * Both sides load the SAME random weights: esmkit draws them (seed 1), writes a Hugging
  * Face directory and a PEFT adapter, and both load those files; both read the same token
@@ -36,22 +40,24 @@
  * the acceptance targets talk about, and its JSON goes to bench/results/quick/.
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs-core";
 import { SeededRandom } from "../src/util/random";
-import type { BenchEngine, IdsFile } from "./esmkit-side";
+import type { BenchEngine, IdsFile, ProteinsFile } from "./esmkit-side";
+import { deeplocProteins } from "./proteins";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const MARK = "@@BENCH ";
 const MiB = 2 ** 20;
 
-type Arch = "esm2_t6_8M_UR50D" | "esm2_t12_35M_UR50D";
-const ARCH: Record<"8m" | "35m", Arch> = {
+type Arch = "esm2_t6_8M_UR50D" | "esm2_t12_35M_UR50D" | "esm2_t30_150M_UR50D";
+const ARCH: Record<"8m" | "35m" | "150m", Arch> = {
   "8m": "esm2_t6_8M_UR50D",
   "35m": "esm2_t12_35M_UR50D",
+  "150m": "esm2_t30_150M_UR50D",
 };
 const CASE_NAMES = [
   "train-8m",
@@ -61,6 +67,8 @@ const CASE_NAMES = [
   "memory-8m",
   "prepare",
   "export-8m",
+  "deeploc-35m",
+  "deeploc-150m",
 ] as const;
 type CaseName = (typeof CASE_NAMES)[number];
 const ENGINES: readonly BenchEngine[] = ["onnx", "tfjs"];
@@ -74,6 +82,8 @@ interface Sizes {
   prepare: { repeats: number };
   /** The proteins every runtime classifies, in batches of `batch`. */
   export: { proteins: string; batch: number; warmup: number; repeats: number };
+  /** Real protein lengths: how many proteins, rows per batch, warm-up batches, timed passes. */
+  deeploc: { proteins: number; batch: number; warmup: number; repeats: number };
 }
 
 const EXPORT_PROTEINS = path.join(ROOT, "test", "fixtures", "export", "deeploc-50.fasta");
@@ -84,6 +94,7 @@ const FULL: Sizes = {
   memory: { batch: 8, length: 512, repeats: 3 },
   prepare: { repeats: 3 },
   export: { proteins: EXPORT_PROTEINS, batch: 8, warmup: 1, repeats: 3 },
+  deeploc: { proteins: 256, batch: 16, warmup: 1, repeats: 2 },
 };
 
 const QUICK: Sizes = {
@@ -93,6 +104,7 @@ const QUICK: Sizes = {
   memory: { batch: 2, length: 64, repeats: 1 },
   prepare: { repeats: 1 },
   export: { proteins: EXPORT_PROTEINS, batch: 8, warmup: 1, repeats: 1 },
+  deeploc: { proteins: 16, batch: 8, warmup: 1, repeats: 1 },
 };
 
 interface Options {
@@ -110,6 +122,10 @@ interface Options {
   keep: boolean;
   /** Timed repeats of every case, overriding the size table. */
   repeats?: number;
+  /** Proteins of the deeploc cases, overriding the size table. */
+  proteins?: number;
+  /** Python of the esm.cpp virtualenv. */
+  esmcpp: string;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -128,6 +144,8 @@ function parseOptions(argv: string[]): Options {
       timeout: { type: "string" },
       keep: { type: "boolean", default: false },
       repeats: { type: "string" },
+      proteins: { type: "string" },
+      esmcpp: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -135,7 +153,7 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(
       "node build/bench/run.js [--quick] [--only CASE,...] [--threads N,M] [--engine onnx|tfjs]\n" +
         "                        [--out DIR] [--python PATH] [--deeploc CSV] [--backend wasm]\n" +
-        "                        [--repeats R] [--timeout S] [--keep]\n" +
+        "                        [--repeats R] [--proteins N] [--esmcpp PATH] [--timeout S] [--keep]\n" +
         `cases: ${CASE_NAMES.join(", ")}\n`,
     );
     process.exit(0);
@@ -188,6 +206,11 @@ function parseOptions(argv: string[]): Options {
     timeoutS: v.timeout ? int("timeout", v.timeout, 1) : quick ? 300 : 3600,
     keep: v.keep!,
     ...(v.repeats ? { repeats: int("repeats", v.repeats, 1) } : {}),
+    ...(v.proteins ? { proteins: int("proteins", v.proteins, 1) } : {}),
+    esmcpp:
+      v.esmcpp ??
+      process.env.ESMKIT_BENCH_ESMCPP ??
+      path.join(ROOT, ".venv-esmcpp", "bin", "python"),
   };
 }
 
@@ -371,6 +394,18 @@ class Work {
     this.idsFiles.set(key, file);
     return file;
   }
+
+  /**
+   * The first `count` proteins of 100..512 residues of the bundled DeepLoc sample, in file
+   * order, as token ids (a ProteinsFile for batches of `batch`).
+   */
+  async proteins(count: number, batch: number): Promise<{ file: string; lengths: number[] }> {
+    const { sequences, padId } = await deeplocProteins(count);
+    const file = path.join(this.dir, `proteins-${count}-${batch}.json`);
+    const spec: ProteinsFile = { batch, sequences, padId };
+    writeFileSync(file, JSON.stringify(spec));
+    return { file, lengths: sequences.map((s) => s.length) };
+  }
 }
 
 // ---- results ----
@@ -382,6 +417,9 @@ interface Cell {
   torch: number | null;
   /** esmkit / PyTorch; null for percentages, missing values and unlike methods. */
   ratio: number | null;
+  /** A third side (esm.cpp) where the case has one, and esmkit / it. */
+  peer?: number | null;
+  peerRatio?: number | null;
   reached?: boolean | null;
 }
 
@@ -404,6 +442,11 @@ interface CaseReport {
   rows: Row[];
   /** Training cases: whether both sides ended on the same loss (same work done), by threads. */
   lossesAgree?: Record<string, boolean | null>;
+  /** deeploc cases: esm.cpp's results by thread count, and the padding of the padded sides. */
+  esmcpp?: Record<string, unknown>;
+  paddingShare?: number;
+  computedTokens?: number;
+  realTokens?: number;
 }
 
 type Result = Record<string, unknown>;
@@ -419,13 +462,15 @@ const err = (x: unknown): string | undefined =>
 interface Check {
   min?: number;
   max?: number;
-  /** What the target is about (default: the ratio). */
-  on?: "ratio" | "esmkit";
+  /** What the target is about (default: the ratio; peer: esmkit / the third side). */
+  on?: "ratio" | "esmkit" | "peer";
+  /** A second bound that must hold too: the ratio to PyTorch at least this. */
+  andRatioMin?: number;
 }
 
 function row(
   base: Omit<Row, "cells">,
-  values: { threads: number; esmkit: number | null; torch: number | null }[],
+  values: { threads: number; esmkit: number | null; torch: number | null; peer?: number | null }[],
   check?: Check,
   opts: { ratio?: boolean } = {},
 ): Row {
@@ -433,14 +478,17 @@ function row(
     const c: Cell = {
       ...v,
       ratio: base.unit === "%" || opts.ratio === false ? null : div(v.esmkit, v.torch),
+      ...(v.peer !== undefined ? { peerRatio: div(v.esmkit, v.peer) } : {}),
     };
     if (check) {
-      const x = check.on === "esmkit" ? c.esmkit : c.ratio;
+      const x =
+        check.on === "esmkit" ? c.esmkit : check.on === "peer" ? (c.peerRatio ?? null) : c.ratio;
       c.reached =
         x === null
           ? null
           : (check.min === undefined || x >= check.min) &&
-            (check.max === undefined || x <= check.max);
+            (check.max === undefined || x <= check.max) &&
+            (check.andRatioMin === undefined || (c.ratio !== null && c.ratio >= check.andRatioMin));
     }
     return c;
   });
@@ -661,6 +709,168 @@ async function inferCase(ctx: Ctx, name: "infer-8m" | "infer-35m") {
         ]),
       ),
       rows,
+    };
+  });
+}
+
+/** esm.cpp's side of a deeploc case at `threads`, in its own virtualenv and process. */
+async function esmcpp(ctx: Ctx, threads: number, params: Record<string, unknown>): Promise<Result> {
+  if (!existsSync(ctx.o.esmcpp))
+    return { error: `not run: no ${ctx.o.esmcpp} (bash bench/setup-esmcpp.sh makes it)` };
+  const spec = path.join(ctx.work.dir, `esmcpp-spec-${threads}.json`);
+  writeFileSync(spec, JSON.stringify(params));
+  const r = await runChild(
+    ctx.o.esmcpp,
+    [path.join(ROOT, "bench", "esmcpp_bench.py"), "--json", `@${spec}`],
+    {
+      // esm.cpp sizes its pool from ESM_NUM_THREADS; OMP_NUM_THREADS for anything else.
+      env: { ESM_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) },
+      timeoutS: ctx.o.timeoutS,
+      log: ctx.log,
+    },
+  );
+  const last = r.results.at(-1);
+  if (last) return last;
+  const why =
+    r.signal === "SIGKILL" ? `timed out after ${ctx.o.timeoutS} s` : `exit ${r.code ?? r.signal}`;
+  return { error: `${why}${r.stderrTail ? `: ${r.stderrTail}` : ""}` };
+}
+
+/**
+ * Inference on real DeepLoc lengths: esmkit and PyTorch pad each batch of consecutive
+ * proteins to its longest member (what `predict` does today); esm.cpp packs each batch
+ * (`forward_scheduled`). fp32 on all three sides, then esm.cpp's int8 (W8A8) in its own
+ * row against PyTorch fp32. esm.cpp's last hidden states of the first proteins are checked
+ * against PyTorch's on the same weights.
+ */
+async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
+  const arch = ARCH[name === "deeploc-35m" ? "35m" : "150m"];
+  const m = await model(ctx, arch);
+  const s = ctx.sizes.deeploc;
+  const { file: proteins, lengths } = await ctx.work.proteins(s.proteins, s.batch);
+  let real = 0;
+  let computed = 0;
+  for (let i = 0; i < lengths.length; i += s.batch) {
+    const part = lengths.slice(i, i + s.batch);
+    real += part.reduce((a, b) => a + b, 0);
+    computed += part.length * Math.max(...part);
+  }
+  const paddingShare = (computed - real) / computed;
+  const params = { modelDir: m.modelDir, proteins, warmup: s.warmup, repeats: s.repeats };
+  const hiddenOut = path.join(ctx.work.dir, `esmcpp-hidden-${arch}`);
+  const ours = new Map<number, Result>();
+  const peers = new Map<number, Result>();
+  for (const threads of ctx.o.threads) {
+    if (!ctx.ourThreads.includes(threads)) ours.set(threads, notRun(ctx.o, threads));
+    else {
+      progress(`esmkit ${name} ${s.proteins} proteins ${threads} thr`);
+      ours.set(threads, await esmkit("inferVar", { ...params, threads }, ctx.o, ctx.log));
+    }
+    progress(`esm.cpp ${name} ${s.proteins} proteins ${threads} thr (fp32, then int8)`);
+    peers.set(
+      threads,
+      await esmcpp(ctx, threads, {
+        ...params,
+        work: path.join(ctx.work.dir, `esmcpp-${arch}`),
+        // Hidden states once (the first thread count): they do not depend on threads.
+        ...(threads === ctx.o.threads[0] ? { parity: 4, hiddenOut } : {}),
+      }),
+    );
+  }
+  ctx.py.push({
+    id: name,
+    kind: "infer_var",
+    params: {
+      ...params,
+      hidden: { fp32: `${hiddenOut}-fp32.npz`, int8: `${hiddenOut}-int8.npz` },
+    },
+  });
+  ctx.finish.push((torch) => {
+    const first = torch.get(ctx.o.threads[0]!)!.get(name)!;
+    const parity = ["fp32", "int8"]
+      .map((mode) => {
+        const d = num(first[`${mode}HiddenMaxAbsDiff`]);
+        const ref = num(first[`${mode}HiddenMaxAbs`]);
+        return d === null
+          ? null
+          : `esm.cpp ${mode} last hidden state vs PyTorch, ${first[`${mode}HiddenProteins`]} proteins: max |diff| ${d.toPrecision(2)} (max |value| ${ref?.toPrecision(3)})`;
+      })
+      .filter((x) => x !== null);
+    const cpu = ctx.o.threads
+      .map((t) => {
+        const p = peers.get(t)!;
+        const f = p.fp32 as Result | undefined;
+        const q = p.int8 as Result | undefined;
+        return f
+          ? `${t} thr: fp32 ${JSON.stringify(f.cpuPerWall)}, int8 ${JSON.stringify(q?.cpuPerWall)}`
+          : null;
+      })
+      .filter((x) => x !== null);
+    const peerMode = (t: number, mode: "fp32" | "int8") =>
+      num((peers.get(t)![mode] as Result | undefined)?.sequencesPerSecond);
+    const errors = notesOf(
+      ...ctx.o.threads.flatMap((t): [string, unknown][] => [
+        [`esmkit ${t} thr`, ours.get(t)],
+        [`PyTorch ${t} thr`, torch.get(t)!.get(name)],
+        [`esm.cpp ${t} thr`, peers.get(t)],
+        [`esm.cpp fp32 ${t} thr`, peers.get(t)!.fp32],
+        [`esm.cpp int8 ${t} thr`, peers.get(t)!.int8],
+      ]),
+    );
+    const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+    const common = [
+      `batches of ${s.batch} in file order, padding ${pct(paddingShare)} of the tokens esmkit and PyTorch compute (${computed} computed, ${real} real); esm.cpp packs`,
+      ...parity,
+      ...(cpu.length ? [`esm.cpp cores busy per wall second: ${cpu.join("; ")}`] : []),
+      ...(errors ? [errors] : []),
+    ];
+    const shape = `${s.proteins} DeepLoc proteins`;
+    return {
+      case: name,
+      description:
+        `forward only, ${arch}, the first ${s.proteins} proteins of 100..512 residues of data/deeploc-sample.csv in file order, ` +
+        `batches of ${s.batch}; esmkit (engine ${ctx.o.engine}) and PyTorch pad each batch to its longest member, esm.cpp ${String(peers.get(ctx.o.threads[0]!)?.version ?? "")} packs it (forward_scheduled); ` +
+        "throughput = proteins / median pass over all of them; the int8 row sets esm.cpp's W8A8 (quantize_weights) against PyTorch fp32 (esmkit has no int8 yet)",
+      paddingShare,
+      computedTokens: computed,
+      realTokens: real,
+      esmkit: byThreads(ours),
+      torch: byThreads(new Map(ctx.o.threads.map((t) => [t, torch.get(t)!.get(name)]))),
+      esmcpp: byThreads(peers),
+      rows: [
+        row(
+          {
+            case: name,
+            metric: `inference ${shape} fp32`,
+            unit: "seq/s",
+            target: ">= 1.2x esm.cpp",
+            note: common.join("; "),
+          },
+          ctx.o.threads.map((t) => ({
+            threads: t,
+            esmkit: num(ours.get(t)!.sequencesPerSecond),
+            torch: num(torch.get(t)!.get(name)!.sequencesPerSecond),
+            peer: peerMode(t, "fp32"),
+          })),
+          { min: 1.2, on: "peer" },
+        ),
+        row(
+          {
+            case: name,
+            metric: `inference ${shape} int8 (PyTorch: fp32)`,
+            unit: "seq/s",
+            target: ">= 2x PyTorch, >= 1.2x esm.cpp",
+            note: "esmkit: no int8 engine yet (issue 13 phase 2); PyTorch column: fp32; esm.cpp column: int8 W8A8",
+          },
+          ctx.o.threads.map((t) => ({
+            threads: t,
+            esmkit: null,
+            torch: num(torch.get(t)!.get(name)!.sequencesPerSecond),
+            peer: peerMode(t, "int8"),
+          })),
+          { min: 1.2, on: "peer", andRatioMin: 2 },
+        ),
+      ],
     };
   });
 }
@@ -1059,14 +1269,22 @@ function fmt(x: number | null | undefined, unit = ""): string {
 }
 
 function table(rows: Row[], threads: number[]): string {
+  // esm.cpp columns only where some row has that third side (the deeploc cases).
+  const peer = rows.some((r) => r.cells.some((c) => c.peer !== undefined));
   const header = [
     "case",
     "metric",
     "unit",
-    ...threads.flatMap((t) => [`esmkit (${t} thr)`, `PyTorch (${t} thr)`, "ratio"]),
+    ...threads.flatMap((t) => [
+      `esmkit (${t} thr)`,
+      `PyTorch (${t} thr)`,
+      "ratio",
+      ...(peer ? [`esm.cpp (${t} thr)`, "vs esm.cpp"] : []),
+    ]),
     "target",
     `reached (${threads.join(" / ")} thr)`,
   ];
+  const x = (v: number | null | undefined) => (v == null ? "—" : `${v.toFixed(2)}x`);
   const body = rows.map((r) => {
     const cells = threads.map((t) => r.cells.find((c) => c.threads === t));
     return [
@@ -1076,7 +1294,13 @@ function table(rows: Row[], threads: number[]): string {
       ...cells.flatMap((c) => [
         fmt(c?.esmkit, r.unit),
         fmt(c?.torch, r.unit),
-        r.unit === "%" ? "" : c?.ratio == null ? "—" : `${c.ratio.toFixed(2)}x`,
+        r.unit === "%" ? "" : x(c?.ratio),
+        ...(peer
+          ? [
+              c?.peer === undefined ? "" : fmt(c.peer, r.unit),
+              c?.peer === undefined ? "" : x(c.peerRatio),
+            ]
+          : []),
       ]),
       r.target ?? "",
       cells.some((c) => c?.reached !== undefined)
@@ -1154,16 +1378,23 @@ async function main(): Promise<void> {
   const ourThreads = o.engine === "onnx" ? o.threads : o.threads.filter((t) => t === tfjsThreads);
   const base = o.quick ? QUICK : FULL;
   const r = o.repeats;
-  const sizes: Sizes = r
-    ? {
-        ...base,
-        train: { ...base.train, repeats: r },
-        infer: { ...base.infer, repeats: r },
-        memory: { ...base.memory, repeats: r },
-        prepare: { repeats: r },
-        export: { ...base.export, repeats: r },
-      }
-    : base;
+  const sizes: Sizes = {
+    ...base,
+    ...(r
+      ? {
+          train: { ...base.train, repeats: r },
+          infer: { ...base.infer, repeats: r },
+          memory: { ...base.memory, repeats: r },
+          prepare: { repeats: r },
+          export: { ...base.export, repeats: r },
+        }
+      : {}),
+    deeploc: {
+      ...base.deeploc,
+      ...(r ? { repeats: r } : {}),
+      ...(o.proteins ? { proteins: o.proteins } : {}),
+    },
+  };
   const started = new Date();
   const load0 = os.loadavg();
   const work = new Work();
@@ -1184,6 +1415,7 @@ async function main(): Promise<void> {
     for (const c of o.cases) {
       if (c === "train-8m" || c === "train-35m") await trainCase(ctx, c);
       else if (c === "infer-8m" || c === "infer-35m") await inferCase(ctx, c);
+      else if (c === "deeploc-35m" || c === "deeploc-150m") await deeplocCase(ctx, c);
       else if (c === "memory-8m") await memoryCase(ctx);
       else if (c === "export-8m") await exportCase(ctx);
       else await prepareCase(ctx);

@@ -2,6 +2,10 @@
  * esmkit: fine-tune ESM-2 efficiently and serve it, from TypeScript.
  * The public API, re-exported explicitly.
  */
+import { registerDefaults } from "./register-defaults";
+
+// The s3:// store and the ESM-2 predictor loader (src/register-defaults.ts).
+registerDefaults();
 
 export * from "./aws";
 export {
@@ -38,6 +42,14 @@ export {
 } from "./data/prepare";
 export * from "./display";
 export * from "./embed";
+export type {
+  LogitsEngine,
+  MicroBatch,
+  StepEngine,
+  StepOptions,
+  StepResult,
+  TokenBatch,
+} from "./engine/engine";
 export {
   AdapterError,
   BackendError,
@@ -69,7 +81,6 @@ export {
   type OnnxEngineOptions,
   OnnxEsmEngine,
   resolveEngine,
-  type TokenBatch,
 } from "./onnx";
 export * from "./serve";
 export {

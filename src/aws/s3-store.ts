@@ -1,6 +1,6 @@
 /**
- * The "s3" store of the storage layer (src/io/storage.ts), registered on import; the
- * storage layer imports this module the first time it meets an s3:// location.
+ * The "s3" store of the storage layer (src/io/storage.ts). src/register-defaults.ts
+ * registers it, loading this module the first time a location is an s3:// one.
  *
  * - Reads are streamed GetObject calls with byte progress.
  * - An output "directory" is a local staging directory; `commit()` uploads every file
@@ -12,7 +12,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { StorageError } from "../errors";
-import { registerStore, type Store } from "../io/storage";
+import type { Store } from "../io/storage";
 import type { AwsOptions } from "./clients";
 import {
   deleteKeys,
@@ -84,5 +84,3 @@ export function s3Store(aws?: AwsOptions): Store {
     },
   };
 }
-
-registerStore("s3", s3Store());

@@ -8,8 +8,8 @@ import { createServer } from "../serve/server";
 import { DEFAULT_BASE_MODEL } from "../train/flags";
 import { fineTune } from "../train/run";
 import { flag } from "../util/flags";
+import { progressLine } from "../util/progress";
 import { defineCommand } from "./command";
-import { progressLine } from "./progress";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
 const SAMPLE = path.join(ROOT, "data", "deeploc-sample.csv");

@@ -8,7 +8,7 @@ import {
 import { TOO_LONG_POLICIES } from "../serve/sequences";
 import { flag } from "../util/flags";
 import { defineCommand } from "./command";
-import { progressLine } from "./progress";
+import { progressLine } from "../util/progress";
 
 export const embedCommand = defineCommand({
   name: "embed",

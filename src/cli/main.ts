@@ -4,6 +4,7 @@
  * errors to exit codes: 2 for bad usage or input, 1 for anything unexpected.
  */
 import { isEsmKitError } from "../errors";
+import { registerDefaults } from "../register-defaults";
 import { defineGroup } from "./command";
 import { demoCommand } from "./demo-command";
 import { embedCommand } from "./embed-command";
@@ -15,6 +16,9 @@ import { prepareCommand } from "./prepare-command";
 import { sagemakerCommand } from "./sagemaker-command";
 import { serveCommand } from "./serve-command";
 import { trainCommand } from "./train-command";
+
+// The s3:// store and the ESM-2 predictor loader (src/register-defaults.ts).
+registerDefaults();
 
 export const esmkit = defineGroup({
   name: "",

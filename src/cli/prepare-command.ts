@@ -1,7 +1,7 @@
 import { prepare } from "../data/prepare";
 import { flag } from "../util/flags";
+import { progressLine } from "../util/progress";
 import { defineCommand } from "./command";
-import { progressLine } from "./progress";
 
 export const prepareCommand = defineCommand({
   name: "prepare",

@@ -13,8 +13,8 @@ import {
 } from "../aws/sagemaker";
 import { DEFAULT_ENDPOINT_INSTANCE } from "../aws/sagemaker-endpoint";
 import { type FlagTable, flag } from "../util/flags";
+import { transferPrinter } from "../util/progress";
 import { type Command, type CommandSpec, defineCommand, defineGroup } from "./command";
-import { transferPrinter } from "./progress";
 
 /** Every subcommand's last flags. */
 const AWS_FLAGS = {

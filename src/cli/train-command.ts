@@ -6,8 +6,8 @@ import {
 } from "../aws/training-contract";
 import { fineTuneSettings, TRAIN_FLAGS } from "../train/flags";
 import type { TrainEvent } from "../train/trainer";
+import { type ProgressLine, progressLine, transferPrinter } from "../util/progress";
 import { defineCommand } from "./command";
-import { type ProgressLine, progressLine, transferPrinter } from "./progress";
 
 function sayer(quiet: boolean | undefined) {
   return (m: string) => {

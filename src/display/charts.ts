@@ -35,6 +35,12 @@ export type TrainerEvent =
   | TrainerEvalEvent
   | { type: string; step?: number; epoch?: number; [key: string]: unknown };
 
+/**
+ * Height of the charts in px. Each layout sets one: without it jupyterlab-plotly draws
+ * 360 px and the HTML fallback a height of its own.
+ */
+export const CHART_HEIGHT = 450;
+
 /** Colours per class, kept the same across charts. */
 export const CLASS_COLORS = { negative: "#636efa", positive: "#ef553b", unknown: "#9e9e9e" };
 
@@ -93,6 +99,7 @@ export function classBalanceChart(
       barmode: "group",
       xaxis: { title: { text: "split" } },
       yaxis: { title: { text: "proteins" } },
+      height: CHART_HEIGHT,
     },
   };
 }
@@ -157,6 +164,7 @@ export function lengthHistogram(
       shapes,
       xaxis: { title: { text: "residues" } },
       yaxis: { title: { text: "proteins" } },
+      height: CHART_HEIGHT,
     },
   };
 }
@@ -206,6 +214,7 @@ export function lossChart(events: readonly TrainerEvent[]): PlotlyFigure {
       title: { text: "Loss" },
       xaxis: { title: { text: "step" } },
       yaxis: { title: { text: "loss" } },
+      height: CHART_HEIGHT,
     },
   };
 }
@@ -255,6 +264,7 @@ export function metricsChart(
       title: { text: "Evaluation metrics" },
       xaxis: { title: { text: x } },
       yaxis: { title: { text: "value" } },
+      height: CHART_HEIGHT,
     },
   };
 }
@@ -329,6 +339,7 @@ export function confusionMatrixChart(
       title: { text: options.title ?? "Confusion matrix" },
       xaxis: { title: { text: "predicted" }, type: "category" },
       yaxis: { title: { text: "true" }, type: "category", autorange: "reversed" },
+      height: CHART_HEIGHT,
     },
   };
 }
@@ -368,6 +379,7 @@ export function rocChart(
       title: { text: "ROC curve" },
       xaxis: { title: { text: "false positive rate" }, range: [0, 1] },
       yaxis: { title: { text: "true positive rate" }, range: [0, 1.02], scaleanchor: "x" },
+      height: CHART_HEIGHT,
     },
   };
 }
@@ -427,12 +439,17 @@ export function membraneProbabilityChart(
     }),
     layout: {
       title: { text: options.title ?? "Predicted membrane probability" },
+      // Long names are slanted; automargin grows the bottom margin to fit them and puts
+      // the axis title below them instead of over them.
       xaxis: {
-        title: { text: "protein" },
+        title: { text: "protein", standoff: 16 },
         categoryorder: "array",
         categoryarray: predictions.map((p) => p.name),
+        tickangle: -30,
+        automargin: true,
       },
-      yaxis: { title: { text: "P(membrane)" }, range: [0, 1.1] },
+      yaxis: { title: { text: "P(membrane)" }, range: [0, 1.1], automargin: true },
+      height: CHART_HEIGHT + 100,
       shapes: [
         {
           type: "line",

@@ -1,7 +1,14 @@
 /**
  * A training chart fed by trainer events and redrawn in place (update_display_data on
- * one display id), at most every `throttleMs` plus once at the end. On a terminal the
- * same events become lines on stderr: eval results always, steps every few seconds.
+ * one display id), at most every `throttleMs` plus once at the end, under a progress
+ * bar (steps done of the trainer's total, eta). On a terminal the same events become
+ * lines on stderr: eval results always, steps every few seconds.
+ *
+ * The frames sent while training carry the figure as HTML only: the jupyterlab-plotly
+ * renderer, which would take `application/vnd.plotly.v1+json`, never redraws an output
+ * it has drawn (plotly.py#3053), so the chart would freeze on its first frame. The
+ * final frame adds the plotly MIME type; the type change makes JupyterLab create a new
+ * renderer, so either renderer shows the end state, also after a reload.
  */
 import { evalMetrics, type TrainerEvent, trainingChart } from "./charts";
 import {
@@ -11,15 +18,18 @@ import {
   takePlotlyJs,
   toJsonValue,
 } from "./plotly";
+import { type ProgressBar, progressBar } from "./progress";
 import { DisplayChannel, type DisplaySink, sinkScope } from "./sink";
 import { Throttle } from "./throttle";
 
 export interface LiveChartOptions extends PlotlyOptions {
   /** Title prefix; default "Training". */
   title?: string;
+  /** Show a progress bar above the chart (notebooks only); default true. */
+  progress?: boolean;
   /** Eval metrics to plot; default every one seen except loss. */
   metrics?: string[];
-  /** Least time between two notebook redraws; default 500 ms. */
+  /** Least time between two notebook redraws; default 500 ms (the progress bar: 200 ms). */
   throttleMs?: number;
   /** Least time between two step lines on a terminal; default 2000 ms. */
   terminalIntervalMs?: number;
@@ -131,6 +141,42 @@ function terminalOutput(
   };
 }
 
+/** The progress bar's text for a step event: `epoch 1.50, loss 0.6931`. */
+function stepDetail(event: TrainerEvent): string | undefined {
+  const { epoch, loss } = event as { epoch?: unknown; loss?: unknown };
+  const parts = [
+    typeof epoch === "number" ? `epoch ${epoch.toFixed(2)}` : "",
+    typeof loss === "number" ? `loss ${fmt(loss)}` : "",
+  ].filter(Boolean);
+  return parts.length ? parts.join(", ") : undefined;
+}
+
+/** Steps done of the trainer's total, from its start, step and end events. */
+function stepProgress(bar: ProgressBar) {
+  let step = 0;
+  let detail: string | undefined;
+  return {
+    onEvent(event: TrainerEvent) {
+      const e = event as { totalSteps?: unknown; resumedFrom?: unknown; step?: unknown };
+      if (event.type === "start" && typeof e.totalSteps === "number") {
+        step = typeof e.resumedFrom === "number" ? e.resumedFrom : 0;
+        bar.setTotal(e.totalSteps, step);
+      } else if (isStep(event) && typeof e.step === "number") {
+        step = e.step;
+        detail = stepDetail(event);
+        if (typeof e.totalSteps === "number") bar.setTotal(e.totalSteps);
+        bar.update(step, detail);
+      }
+    },
+    onFinish(events: readonly TrainerEvent[]) {
+      const end = events.at(-1) as { type: string; interrupted?: unknown; step?: unknown };
+      const interrupted = end?.type === "end" && end.interrupted === true;
+      if (end?.type === "end" && typeof end.step === "number") step = end.step;
+      bar.finish([detail, interrupted ? "interrupted" : ""].filter(Boolean).join(", "), step);
+    },
+  };
+}
+
 /** The training figure, redrawn in place at most every `throttleMs`. */
 function figureOutput(
   sink: DisplaySink & { kind: "jupyter" },
@@ -139,19 +185,37 @@ function figureOutput(
   now: () => number,
   events: readonly TrainerEvent[],
 ): ChartOutput {
+  // plotly.js in an output of its own that is never replaced: the frames replace each
+  // other, and a run that fails part-way leaves a frame that still needs it.
   if (takePlotlyJs(sinkScope(sink), options.includePlotlyJs)) {
     sink.write({ data: plotlyJsBundle(), metadata: {}, transient: {} }, false);
   }
+  const steps =
+    options.progress === false
+      ? undefined
+      : stepProgress(progressBar(sink, title, 0, { now, throttleMs: options.throttleMs }));
   const channel = new DisplayChannel(sink);
-  const draw = () => {
+  const draw = (final: boolean) => {
     const figure = trainingChart(events, { title, metrics: options.metrics });
-    channel.show(plotlyBundle(figure, { withLibrary: false, height: options.height }));
+    const bundle = plotlyBundle(figure, {
+      withLibrary: false,
+      height: options.height,
+      json: final,
+    });
+    channel.show(bundle);
   };
-  const throttle = new Throttle(options.throttleMs ?? 500, draw, now);
+  const throttle = new Throttle(options.throttleMs ?? 500, () => draw(false), now);
   throttle.flush();
   return {
     id: channel.id,
-    onEvent: () => throttle.request(),
-    onFinish: () => throttle.flush(),
+    onEvent: (event) => {
+      steps?.onEvent(event);
+      throttle.request();
+    },
+    onFinish: (all) => {
+      throttle.cancel();
+      draw(true);
+      steps?.onFinish(all);
+    },
   };
 }

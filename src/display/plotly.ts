@@ -1,19 +1,26 @@
 /**
  * Plotly figures as Jupyter MIME bundles:
- * - `application/vnd.plotly.v1+json` as a JSON object `{data, layout, config}`, which
- *   JupyterLab (with the plotly renderer), VS Code and Colab draw natively;
- * - `text/html`: a div plus a script calling `Plotly.newPlot`, the fallback that
- *   nbconvert's HTML export (and a front end without the renderer) shows. For it to work
- *   offline the minified plotly.js (~4.8 MB) is inlined once per kernel process: in the
- *   first static figure, or, before a live chart, in an output of its own (an update
- *   replaces an output, and the library must survive in the saved notebook). Later
- *   figures wait for `window.Plotly`;
+ * - `application/vnd.plotly.v1+json` as a JSON object `{data, layout, config}`, which the
+ *   jupyterlab-plotly renderer (the `plotly` Python package), VS Code and nteract draw
+ *   without running any script, in trusted and untrusted notebooks alike;
+ * - `text/html`: a div plus a script drawing it with plotly.js, for a front end without
+ *   that renderer and for nbconvert's HTML export. JupyterLab runs such scripts only in
+ *   trusted notebooks (outputs made in this session, or a saved notebook whose
+ *   signature it knows); elsewhere the div shows a note saying so. For it to work
+ *   offline and after a page reload, plotly.js travels inside the outputs
+ *   (gzip + base64, about 2 MB): in the first figure of each cell run, which is the
+ *   unit JupyterLab clears and re-runs, so no saved output depends on another cell.
+ *   The page unpacks it once (DecompressionStream) and every figure shares it;
  * - `text/plain`: a one-line summary.
  */
 import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import { escapeHtml, type MimeBundle } from "./sink";
 
 export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
+
+/** Height in px given to figures whose layout sets none. */
+export const DEFAULT_HEIGHT = 450;
 
 /** A trace: `{type: "scatter", x, y, ...}`, as plotly.js takes it. */
 export type PlotlyTrace = Record<string, unknown>;
@@ -26,40 +33,44 @@ export interface PlotlyFigure {
 
 export interface PlotlyOptions {
   /**
-   * Inline plotly.js in the HTML fallback: "auto" (default) the first time per kernel
-   * process, "always", or "never" (the page must already have `window.Plotly`).
+   * Carry plotly.js in the HTML fallback: "auto" (default) in the first figure of each
+   * cell run (later figures of that run use it), "always" in every figure, or "never"
+   * (the page must already have `window.Plotly`).
    */
   includePlotlyJs?: "auto" | "always" | "never";
-  /** Height of the HTML fallback in px when the layout sets none; default 450. */
+  /** Height in px when the layout sets none; default 450 (jupyterlab-plotly's own is 360). */
   height?: number;
 }
 
-let plotlyJs: string | undefined;
-const plotlyJsSent = new WeakSet<object>();
+const carried = new WeakSet<object>();
 
 /**
- * Whether the next figure shown in `scope` (a page: the kernel process, or an injected
- * sink) must carry plotly.js; marks it sent when so.
+ * Whether the next figure shown in `scope` (a cell run: the kernel's writer for it, or an
+ * injected sink) must carry plotly.js; marks the scope as served when so.
  */
 export function takePlotlyJs(scope: object, policy: PlotlyOptions["includePlotlyJs"]): boolean {
   if (policy === "never") return false;
-  const needed = policy === "always" || !plotlyJsSent.has(scope);
-  plotlyJsSent.add(scope);
+  const needed = policy === "always" || !carried.has(scope);
+  carried.add(scope);
   return needed;
 }
 
-/** plotly.js, safe to embed in a <script> element. */
+let source: string | undefined;
+let payload: string | undefined;
+
+/** plotly.js as shipped (plotly.js-dist-min). */
 export function plotlyJsSource(): string {
-  if (plotlyJs === undefined) {
-    const source = readFileSync(require.resolve("plotly.js-dist-min/plotly.min.js"), "utf8");
-    // "</script" would end the element and "<!--" changes how it is parsed; both occur
-    // only inside string or regex literals, where "\x3C" means "<".
-    plotlyJs = source.replace(/<\/script/gi, "\\x3C/script").replace(/<!--/g, "\\x3C!--");
-  }
-  return plotlyJs;
+  source ??= readFileSync(require.resolve("plotly.js-dist-min/plotly.min.js"), "utf8");
+  return source;
 }
 
-function plotlyJsVersion(): string {
+/** plotly.js gzip-compressed and base64-encoded: what the outputs carry. */
+export function plotlyJsPayload(): string {
+  payload ??= gzipSync(plotlyJsSource(), { level: 9 }).toString("base64");
+  return payload;
+}
+
+export function plotlyJsVersion(): string {
   return require("plotly.js-dist-min/package.json").version;
 }
 
@@ -100,59 +111,145 @@ function scriptJson(value: unknown): string {
     .replace(/\u2029/g, "\\u2029");
 }
 
-let divCounter = 0;
+/** What an HTML output shows where its script does not run (an untrusted notebook). */
+export const NOT_RUN_NOTE =
+  "Chart not drawn: its script did not run. JupyterLab runs scripts only in trusted " +
+  'notebooks: run the cell, or use the command "Trust Notebook"; or install the ' +
+  "jupyterlab-plotly renderer (pip install plotly), which needs no script.";
 
-function libraryScript(): string {
-  return `<script type="text/javascript" data-esmkit-plotlyjs="${escapeHtml(plotlyJsVersion())}">if (!window.Plotly) {\n${plotlyJsSource()}\n}</script>\n`;
+/** Shown when no output of the page carried plotly.js. */
+export const NOT_LOADED_NOTE =
+  "plotly.js is not loaded in this page: run the cell again (the first chart of each " +
+  "cell run carries it), or show the figure with { includePlotlyJs: 'always' }.";
+
+/**
+ * The browser side, shared by every output: `window.esmkitPlotly[version]` is a promise
+ * of plotly.js, made by the first output carrying the payload. plotly.js is run as a
+ * CommonJS module (`define` hidden), so it neither takes nor clobbers `window.Plotly`.
+ */
+function loaderJs(version: string, withPayload: boolean): string {
+  return `var version = ${JSON.stringify(version)};
+  var payload = ${withPayload ? JSON.stringify(plotlyJsPayload()) : "null"};
+  var store = window.esmkitPlotly = window.esmkitPlotly || {};
+  function unpack(b64) {
+    if (typeof DecompressionStream !== "function") {
+      return Promise.reject(new Error("this browser cannot unpack plotly.js (no DecompressionStream)"));
+    }
+    var bin = atob(b64), bytes = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    var gunzip = new DecompressionStream("gzip");
+    return new Response(new Blob([bytes]).stream().pipeThrough(gunzip)).text().then(function (js) {
+      // plotly.js 4 also sets window.Plotly: put back another copy the page had.
+      var had = "Plotly" in window, before = window.Plotly;
+      var module = { exports: {} };
+      window.esmkitPlotlyModule = module;
+      var s = document.createElement("script");
+      s.text = "(function (module, exports, define) {\\n" + js +
+        "\\n})(window.esmkitPlotlyModule, window.esmkitPlotlyModule.exports);";
+      (document.head || document.documentElement).appendChild(s);
+      s.parentNode.removeChild(s);
+      delete window.esmkitPlotlyModule;
+      if (had && before !== module.exports) window.Plotly = before;
+      if (!module.exports || typeof module.exports.newPlot !== "function") {
+        throw new Error("plotly.js did not start (a Content-Security-Policy may block inline scripts)");
+      }
+      return module.exports;
+    });
+  }
+  function library() {
+    if (store[version]) return store[version];
+    if (payload) return (store[version] = unpack(payload));
+    if (window.Plotly && typeof window.Plotly.newPlot === "function") return Promise.resolve(window.Plotly);
+    return null;
+  }`;
 }
 
-/** plotly.js alone, as an output of its own (before a live chart). */
+let divCounter = 0;
+
+/** plotly.js alone, as an output of its own (before a live chart, whose frames it serves). */
 export function plotlyJsBundle(): MimeBundle {
+  const version = plotlyJsVersion();
+  const script = `(function () {
+  ${loaderJs(version, true)}
+  library().catch(function (e) { console.error("esmkit: " + e); });
+})();`;
   return {
-    "text/html": libraryScript(),
-    "text/plain": `plotly.js ${plotlyJsVersion()} (inlined for offline HTML)`,
+    "text/html": `<script type="text/javascript" data-esmkit-plotlyjs="${escapeHtml(version)}">\n${script}\n</script>`,
+    "text/plain": `plotly.js ${version} (carried for the charts of this cell)`,
   };
 }
 
-/** The div and script drawing `figure`; with `withLibrary`, plotly.js comes first. */
+/** The div and script drawing `figure`; with `withLibrary`, the script carries plotly.js. */
 export function plotlyHtml(
   figure: { data: unknown; layout: unknown; config: unknown },
-  options: { withLibrary: boolean; height?: number },
+  options: { withLibrary: boolean },
 ): string {
   const id = `esmkit-plotly-${process.pid}-${++divCounter}`;
   const layout = figure.layout as { height?: unknown } | undefined;
-  const height = typeof layout?.height === "number" ? layout.height : (options.height ?? 450);
-  const library = options.withLibrary ? libraryScript() : "";
-  // Later figures may render before the one carrying plotly.js (lazy rendering): wait.
+  const height = typeof layout?.height === "number" ? layout.height : DEFAULT_HEIGHT;
+  const version = plotlyJsVersion();
+  const marker = options.withLibrary ? ` data-esmkit-plotlyjs="${escapeHtml(version)}"` : "";
+  // The div is the script's own sibling (an output shown twice repeats the id).
+  // A figure without the library waits for the one that has it (outputs render lazily).
   const draw = `(function () {
+  var id = ${JSON.stringify(id)};
+  var here = document.currentScript;
+  var before = here && here.previousElementSibling;
+  var el = before && before.id === id ? before : document.getElementById(id);
+  if (!el) return;
+  el.textContent = "";
   var fig = ${scriptJson(figure)};
-  var el = document.getElementById(${JSON.stringify(id)});
-  var tries = 0;
-  function draw() {
-    if (window.Plotly) return window.Plotly.newPlot(el, fig.data, fig.layout, Object.assign({ responsive: true }, fig.config));
-    if (++tries > 100) {
-      el.textContent = "plotly.js is not loaded in this page: show the figure again with display.plotly(figure, { includePlotlyJs: 'always' })";
-      return;
-    }
-    setTimeout(draw, 100);
+  ${loaderJs(version, options.withLibrary)}
+  function say(text) {
+    el.textContent = text;
+    el.style.height = "auto";
   }
-  draw();
+  var tries = 0;
+  (function draw() {
+    var loading = library();
+    if (!loading) {
+      if (++tries > 150) return say(${JSON.stringify(NOT_LOADED_NOTE)});
+      return setTimeout(draw, 100);
+    }
+    loading.then(function (Plotly) {
+      return Plotly.newPlot(el, fig.data, fig.layout, Object.assign({ responsive: true }, fig.config));
+    }).catch(function (e) {
+      say("Chart not drawn: " + (e && e.message ? e.message : e));
+    });
+  })();
 })();`;
-  return `${library}<div id="${id}" class="esmkit-plotly" style="width:100%;height:${height}px;"></div>\n<script type="text/javascript">\n${draw}\n</script>`;
+  return `<div id="${id}" class="esmkit-plotly" style="width:100%;height:${height}px;">${escapeHtml(
+    NOT_RUN_NOTE,
+  )}</div>\n<script type="text/javascript"${marker}>\n${draw}\n</script>`;
 }
 
-/** The MIME bundle for a figure. */
-export function plotlyBundle(
+/** The figure as plain JSON, its layout given a height when it has none. */
+export function figureJson(
   figure: PlotlyFigure,
-  options: { withLibrary: boolean; height?: number },
-): MimeBundle {
+  height?: number,
+): { data: unknown; layout: Record<string, unknown>; config: unknown } {
   const json = toJsonValue({
     data: figure.data,
     layout: figure.layout ?? {},
     config: figure.config ?? {},
-  }) as { data: unknown; layout: unknown; config: unknown };
+  }) as { data: unknown; layout: Record<string, unknown>; config: unknown };
+  // Without one, jupyterlab-plotly draws 360 px and the HTML fallback another height.
+  if (typeof json.layout.height !== "number") json.layout.height = height ?? DEFAULT_HEIGHT;
+  return json;
+}
+
+/**
+ * The MIME bundle for a figure. Without `json` it has no plotly MIME type: jupyterlab-plotly
+ * then leaves it to the HTML renderer (live chart frames, which its renderer would not
+ * redraw).
+ */
+export function plotlyBundle(
+  figure: PlotlyFigure,
+  options: { withLibrary: boolean; height?: number; json?: boolean },
+): MimeBundle {
+  const json = figureJson(figure, options.height);
   return {
-    [PLOTLY_MIME]: json,
+    ...(options.json === false ? {} : { [PLOTLY_MIME]: json }),
     "text/html": plotlyHtml(json, options),
     "text/plain": figureSummary(figure),
   };

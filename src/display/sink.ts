@@ -88,12 +88,13 @@ export function inNotebook(): boolean {
 }
 
 /**
- * Identity of the page that outputs land in, for once-per-page resources (plotly.js):
- * the injected sink, or the kernel process.
+ * Identity of a cell run, for what its outputs share (plotly.js): tslab makes a new
+ * writer for each execute request, and JupyterLab clears and replaces a cell's outputs
+ * together. An injected sink counts as one run.
  */
 export function sinkScope(sink: DisplaySink): object {
-  if (sink === override) return sink;
-  return sink.kind === "jupyter" ? (kernelModule ?? sink) : sink;
+  if (sink === override || sink.kind === "terminal") return sink;
+  return sink.write;
 }
 
 export function newDisplayId(): string {

@@ -1,7 +1,7 @@
 /**
  * Rate limit for redraws: `request()` runs the redraw now when the interval has passed,
  * otherwise once when it has (a trailing run, so the last state always shows);
- * `flush()` runs it now. The timer is unref'd: it never keeps a script alive.
+ * `flush()` runs it now, `cancel()` drops a pending run. The timer is unref'd: it never keeps a script alive.
  */
 export class Throttle {
   private last = Number.NEGATIVE_INFINITY;
@@ -26,6 +26,12 @@ export class Throttle {
 
   flush(): void {
     this.run();
+  }
+
+  /** Drop a pending trailing run. */
+  cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
   private run(): void {

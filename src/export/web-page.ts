@@ -16,7 +16,7 @@ import { existsSync, promises as fsp, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { ConfigError } from "../errors";
-import { packageRoot } from "../kernel/package-root";
+import { packageRoot } from "../util/package-root";
 
 export const PAGE_FILES = ["index.html", "app.js"] as const;
 const ORT_FILES = ["ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm"];

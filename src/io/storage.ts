@@ -1,7 +1,9 @@
 /**
  * Where data comes from and goes to. Callers name a location as a string (a local
  * path, `http(s)://...`, `s3://...`); a scheme registry resolves it, so a
- * new store plugs in with `registerStore` without touching any caller.
+ * new store plugs in with `registerStore` without touching any caller. Local files and
+ * http(s) are built in; the s3 store (src/aws/s3-store.ts) is registered from the top,
+ * by src/register-defaults.ts: this layer knows no store above it.
  */
 import { createReadStream, existsSync, readdirSync, renameSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
@@ -51,10 +53,14 @@ export interface Store {
   openOutputDir(location: string, options: { overwrite: boolean }): Promise<OutputDir>;
 }
 
-const stores = new Map<string, Store>();
+/** A store, or how to make it on first use (so the AWS SDK loads only for an s3:// location). */
+const stores = new Map<string, Store | (() => Store)>();
 
-/** Register a store for a URL scheme such as "s3" (without the colon). */
-export function registerStore(scheme: string, store: Store): void {
+/**
+ * Register a store for a URL scheme such as "s3" (without the colon). Given a function,
+ * it is called the first time a location of that scheme is opened.
+ */
+export function registerStore(scheme: string, store: Store | (() => Store)): void {
   stores.set(scheme.toLowerCase(), store);
 }
 
@@ -64,25 +70,23 @@ export function schemeOf(location: string): string {
   return m ? m[1]!.toLowerCase() : "file";
 }
 
-/** Stores loaded on first use, so the AWS SDK is only loaded when an s3:// location appears. */
-const LAZY_STORES: Record<string, () => void> = {
-  s3: () => require("../aws/s3-store"),
-};
-
 function storeFor(location: string): Store {
   const scheme = schemeOf(location);
-  if (!stores.has(scheme)) LAZY_STORES[scheme]?.();
-  const store = stores.get(scheme);
+  let store = stores.get(scheme);
   if (!store) {
     throw new StorageError(
       `Unsupported location "${redact(location)}": scheme "${scheme}" is not supported (supported: local paths, ${[
-        ...new Set([...stores.keys(), ...Object.keys(LAZY_STORES)]),
+        ...stores.keys(),
       ]
         .filter((s) => s !== "file")
         .map((s) => `${s}://`)
         .join(", ")})`,
       { location: redact(location), scheme },
     );
+  }
+  if (typeof store === "function") {
+    store = store();
+    stores.set(scheme, store);
   }
   return store;
 }

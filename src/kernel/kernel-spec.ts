@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { BACKEND_NAMES } from "../backend";
 import { ConfigError } from "../errors";
-import { packageRoot } from "./package-root";
+import { packageRoot } from "../util/package-root";
 
 export const DEFAULT_KERNEL_NAME = "esmkit";
 export const DEFAULT_DISPLAY_NAME = "TypeScript (esmkit)";

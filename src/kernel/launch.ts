@@ -11,13 +11,20 @@
  *   forwarding `<cwd>/node_modules/tslab/...` reads to its own files; we forward
  *   `<cwd>/node_modules/esmkit/...` to this package the same way, unless the notebook
  *   folder has a real install of its own (which then wins for both resolvers).
+ * - The checker must also be able to *name* the types esmkit returns (a polars
+ *   DataFrame): tslab emits a declaration for every cell's variables, and a type reached
+ *   only as "esmkit/node_modules/nodejs-polars" fails with TS2742 ("cannot be named
+ *   without a reference to ..."). So esmkit's own dependencies are forwarded too:
+ *   `<cwd>/node_modules/<dependency>/...` reads the copy esmkit uses, for each
+ *   dependency the notebook folder does not install itself. `require` finds the same
+ *   copies through NODE_PATH.
  *
  * tslab's local-install lookup is turned off (`enableFindLocal: false`): the display
  * bridge talks to the `tslab/dist/jupyter` module of the tslab that runs the kernel.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { packageRoot } from "./package-root";
+import { packageRoot } from "../util/package-root";
 
 interface TsSys {
   fileExists(p: string): boolean;
@@ -28,20 +35,54 @@ interface TsSys {
   getModifiedTime?(p: string): Date | undefined;
 }
 
-/** Map `<cwd>/node_modules/esmkit[/...]` onto `root[/...]`; other paths are unchanged. */
-export function esmkitPathForwarder(cwd: string, root: string): (p: string) => string {
-  const fake = path.join(cwd, "node_modules", "esmkit");
+/** Where esmkit's dependencies are installed: its own node_modules, or beside it when hoisted. */
+export function dependencyDirs(root: string): string[] {
+  const dirs = [path.join(root, "node_modules")];
+  if (path.basename(path.dirname(root)) === "node_modules") dirs.push(path.dirname(root));
+  return dirs;
+}
+
+/**
+ * Map `<cwd>/node_modules/esmkit[/...]` onto `root[/...]`, and
+ * `<cwd>/node_modules/<pkg>[/...]` onto the first of `depDirs` holding `<pkg>` when
+ * `<cwd>/node_modules` lacks it. `<cwd>/node_modules/esmkit/node_modules/...` is left
+ * unmapped (it does not exist), so that a lookup from esmkit's files goes on up to
+ * `<cwd>/node_modules/<pkg>`, a name the cells can use. Other paths are unchanged.
+ */
+export function esmkitPathForwarder(
+  cwd: string,
+  root: string,
+  depDirs: readonly string[] = [],
+  exists: (p: string) => boolean = fs.existsSync,
+): (p: string) => string {
+  const local = path.join(cwd, "node_modules");
+  const targets = new Map<string, string | undefined>();
+  const target = (name: string) => {
+    if (!targets.has(name)) {
+      const own = exists(path.join(local, name));
+      const dir = own ? undefined : depDirs.map((d) => path.join(d, name)).find(exists);
+      targets.set(name, dir);
+    }
+    return targets.get(name);
+  };
   return (p) => {
-    const rel = path.relative(fake, p);
-    if (rel.startsWith("..") || path.isAbsolute(rel)) return p;
-    return path.join(root, rel);
+    const rel = path.relative(local, p);
+    if (!rel || rel.startsWith("..") || path.isAbsolute(rel)) return p;
+    const parts = rel.split(path.sep);
+    const n = parts[0]!.startsWith("@") ? 2 : 1;
+    if (parts.length < n) return p;
+    const name = parts.slice(0, n).join("/");
+    const rest = parts.slice(n);
+    if (name === "esmkit") return rest[0] === "node_modules" ? p : path.join(root, ...rest);
+    const dir = target(name);
+    return dir ? path.join(dir, ...rest) : p;
   };
 }
 
 /** Patch TypeScript's `sys` (shared with tslab's converter) so cells can import esmkit. */
 export function forwardEsmkitTypes(sys: TsSys, cwd: string, root: string): boolean {
   if (fs.existsSync(path.join(cwd, "node_modules", "esmkit"))) return false;
-  const forward = esmkitPathForwarder(cwd, root);
+  const forward = esmkitPathForwarder(cwd, root, dependencyDirs(root));
   const wrap = <K extends keyof TsSys>(name: K) => {
     const original = sys[name] as ((p: string, ...rest: unknown[]) => unknown) | undefined;
     if (typeof original !== "function") return;
@@ -53,10 +94,15 @@ export function forwardEsmkitTypes(sys: TsSys, cwd: string, root: string): boole
     "directoryExists",
     "readFile",
     "readDirectory",
-    "realpath",
     "getModifiedTime",
   ] as const) {
     wrap(name);
+  }
+  // Forwarded files keep their <cwd>/node_modules path: were they resolved to where they
+  // really are, TypeScript would name their types through esmkit's own node_modules.
+  const realpath = sys.realpath;
+  if (typeof realpath === "function") {
+    sys.realpath = (p: string) => (forward(p) === p ? realpath.call(sys, p) : p);
   }
   return true;
 }

@@ -147,8 +147,8 @@ const PER_HEAD_MAX_HEADS = 64;
 
 /**
  * ESM-2 encoder with a sequence-classification head and, when the checkpoint has one,
- * the masked-LM head. Build it with `Esm2Model.random`, `fromPretrained`, or from a
- * parameter map (see weights.ts).
+ * the masked-LM head. Build it with `Esm2Model.random`, `fromPretrained` (pretrained.ts),
+ * or from a parameter map (see weights.ts); `savePretrained` writes it back.
  */
 export class Esm2Model {
   readonly config: EsmConfig;
@@ -252,24 +252,6 @@ export class Esm2Model {
       params.set(spec.key, toModelTensor(spec, initialValues(spec, config, rng)));
     }
     return new Esm2Model(config, params, options);
-  }
-
-  /** Load a local directory or a Hub model id (see pretrained.ts). */
-  static async fromPretrained(
-    idOrPath: string,
-    options: import("./pretrained").FromPretrainedOptions = {},
-  ): Promise<Esm2Model> {
-    const { fromPretrained } = await import("./pretrained");
-    return fromPretrained(idOrPath, options);
-  }
-
-  /** Write a Hugging Face directory (see pretrained.ts). */
-  async savePretrained(
-    dir: string,
-    options: import("./pretrained").SavePretrainedOptions = {},
-  ): Promise<string[]> {
-    const { savePretrained } = await import("./pretrained");
-    return savePretrained(this, dir, options);
   }
 
   /** The parameter table of this model (Hugging Face keys and layouts). */

@@ -19,7 +19,6 @@ import * as tf from "@tensorflow/tfjs-core";
 import { WeightsError } from "../errors";
 import { SeededRandom } from "../util/random";
 import type { EsmConfig } from "./config";
-import type { Esm2Model } from "./esm2";
 import {
   INV_FREQ_KEY,
   initialValues,
@@ -229,6 +228,15 @@ export interface StateDictEntry {
   data: () => Float32Array;
 }
 
+/** What `stateDict` reads from a model (an Esm2Model; weights.ts does not import it). */
+export interface StateDictModel {
+  readonly config: EsmConfig;
+  parameterSpecs(): readonly ParamSpec[];
+  namedVariables(): Map<string, tf.Variable>;
+  /** Checkpoint tensors kept aside and written back (`esm.contact_head.*`). */
+  readonly passthrough: ReadonlyMap<string, { shape: number[]; data: Float32Array }>;
+}
+
 /**
  * The model as a Hugging Face state dict, in the Hub layout (`LayerNorm.weight`, a
  * per-layer `inv_freq`, Linear weights `[out, in]`), which every transformers version
@@ -236,7 +244,7 @@ export interface StateDictEntry {
  * masked-LM head.
  */
 export function stateDict(
-  model: Esm2Model,
+  model: StateDictModel,
   options: { lmHead?: boolean } = {},
 ): Map<string, StateDictEntry> {
   const vars = model.namedVariables();

@@ -10,11 +10,11 @@
  * layer's input, and each layer's backward graph recomputes that layer first.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { MicroBatch, StepOptions, StepResult, TokenBatch } from "../engine/engine";
+import { checkLabels } from "../engine/task";
 import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
 import { type Esm2Model, MASK_VALUE } from "../model/esm2";
-import { checkLabels } from "../train/loss";
-import type { MicroBatch, StepOptions, StepResult } from "../train/step";
 import { SeededRandom } from "../util/random";
 import {
   dropoutMaskName,
@@ -40,16 +40,6 @@ export interface OnnxEngineOptions {
   threads?: number;
   /** The LoRA wrapper of the model, if any (its unmerged adapters take part). */
   lora?: LoraModel;
-}
-
-/** Inputs of one batch as plain arrays. */
-export interface TokenBatch {
-  /** `[B * L]` row-major token ids. */
-  inputIds: ArrayLike<number>;
-  /** `[B * L]` 0/1. */
-  attentionMask: ArrayLike<number>;
-  batchSize: number;
-  seqLen: number;
 }
 
 interface BatchTables {

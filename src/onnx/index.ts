@@ -3,7 +3,6 @@ export {
   lossWeights,
   type OnnxEngineOptions,
   OnnxEsmEngine,
-  type TokenBatch,
 } from "./engine";
 export { loadOrt, OrtSession, ortUnavailableReason } from "./runtime";
 export {

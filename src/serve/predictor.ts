@@ -2,8 +2,10 @@
  * The seam between serving and the model: everything in `src/serve` talks to a
  * `Predictor`, never to ESM-2 directly, so the HTTP server, the micro-batcher and the
  * `predict` command are tested with a fake and the real model plugs in through
- * `setPredictorLoader`.
+ * `setPredictorLoader`. This file knows no implementation: the ESM-2 loader
+ * (esm2-loader.ts) is registered as the default by src/register-defaults.ts.
  */
+import { ConfigError } from "../errors";
 
 /** Class probabilities for one sequence, in `labels` order; they sum to 1. */
 export interface ClassProbabilities {
@@ -40,33 +42,32 @@ export interface Predictor {
 
 export type PredictorLoader = (dir: string) => Promise<Predictor>;
 
-/**
- * The ESM-2 loader: the model runs in worker threads (`ESMKIT_WORKERS`, default
- * min(2, cores); 0 runs it on the main thread). Imported lazily: the HTTP layer does
- * not need TensorFlow.js.
- */
-const esm2: PredictorLoader = async (dir) => {
-  const raw = process.env.ESMKIT_WORKERS;
-  const workers = raw === undefined || raw === "" ? undefined : Number(raw);
-  if (workers === 0) {
-    const { loadEsmPredictor } = await import("./model-predictor");
-    return loadEsmPredictor(dir);
-  }
-  const { loadWorkerPredictor } = await import("./worker-predictor");
-  return loadWorkerPredictor(dir, { workers });
-};
+/** The loader set by the package's entry points (the ESM-2 one, src/register-defaults.ts). */
+let defaultLoader: PredictorLoader | undefined;
+/** A loader set by the caller (a fake in tests), in place of the default. */
+let loader: PredictorLoader | undefined;
 
-let loader: PredictorLoader = esm2;
+/** Set the loader used when none is set with `setPredictorLoader`. */
+export function setDefaultPredictorLoader(fn: PredictorLoader): void {
+  defaultLoader = fn;
+}
 
 /**
  * Register how `--model DIR` becomes a Predictor (a fake in tests); `undefined`
  * restores the default, the ESM-2 loader.
  */
 export function setPredictorLoader(fn: PredictorLoader | undefined): void {
-  loader = fn ?? esm2;
+  loader = fn;
 }
 
 /** Load the predictor for a model directory with the registered loader. */
-export function loadPredictor(dir: string): Promise<Predictor> {
-  return loader(dir);
+export async function loadPredictor(dir: string): Promise<Predictor> {
+  const use = loader ?? defaultLoader;
+  if (!use) {
+    throw new ConfigError(
+      'No predictor loader is registered: load esmkit through its entry point (require("esmkit") or the esmkit command), or call setPredictorLoader',
+      {},
+    );
+  }
+  return use(dir);
 }

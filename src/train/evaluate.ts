@@ -5,6 +5,7 @@
  * MCC, ROC-AUC, confusion matrix).
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { LogitsEngine } from "../engine/engine";
 import { type Example, epochBatches } from "./batching";
 import { crossEntropy } from "./loss";
 import { type BinaryMetrics, binaryMetrics } from "./metrics";
@@ -25,16 +26,6 @@ export interface EvalResult {
   probabilities: number[][];
   /** Per example: argmax class. */
   predictions: number[];
-}
-
-/** Computes logits `[B * numLabels]` (row-major) for a batch instead of the tfjs model. */
-export interface LogitsEngine {
-  logits(batch: {
-    inputIds: ArrayLike<number>;
-    attentionMask: ArrayLike<number>;
-    batchSize: number;
-    seqLen: number;
-  }): Float32Array;
 }
 
 export function evaluate(

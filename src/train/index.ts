@@ -60,14 +60,7 @@ export {
   linearWarmupLambda,
   resolveWarmupSteps,
 } from "./schedule";
-export {
-  type ClassifierModel,
-  forwardLogits,
-  lossAndGradients,
-  type MicroBatch,
-  type StepOptions,
-  type StepResult,
-} from "./step";
+export { type ClassifierModel, forwardLogits, lossAndGradients } from "./step";
 export {
   DEFAULT_TRAIN_CONFIG,
   type TrainConfig,

@@ -6,7 +6,8 @@
  * An all-ignored batch gives NaN (0/0), as in torch.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { ConfigError, DataError } from "../errors";
+import { checkLabels } from "../engine/task";
+import { ConfigError } from "../errors";
 import { ensureGradients } from "../gradients";
 
 // tfjs-core's CommonJS build registers no gradients (see src/gradients.ts).
@@ -17,24 +18,6 @@ export interface CrossEntropyOptions {
   weight?: tf.Tensor1D | ArrayLike<number>;
   /** Label value whose rows are left out of the loss; default -100 (torch's). */
   ignoreIndex?: number;
-}
-
-/** Throws a DataError naming the first label that is neither a class index nor `ignoreIndex`. */
-export function checkLabels(
-  labels: ArrayLike<number>,
-  numClasses: number,
-  ignoreIndex: number,
-): void {
-  for (let i = 0; i < labels.length; i++) {
-    const y = labels[i]!;
-    if (y === ignoreIndex) continue;
-    if (!(Number.isInteger(y) && y >= 0 && y < numClasses)) {
-      throw new DataError(
-        `Label ${y} at index ${i} is invalid; expected an integer in 0..${numClasses - 1} or ${ignoreIndex} (ignored)`,
-        { label: y, index: i, numClasses },
-      );
-    }
-  }
 }
 
 /**

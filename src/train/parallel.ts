@@ -10,11 +10,11 @@
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import type * as tf from "@tensorflow/tfjs-core";
+import type { StepOptions } from "../engine/engine";
 import { ConfigError, EsmKitError } from "../errors";
 import type { LoraConfig } from "../lora/lora";
 import type { EsmConfig } from "../model/config";
 import type { Batch } from "./batching";
-import type { StepOptions } from "./step";
 
 /** How a worker rebuilds the exact base model the main thread trains. */
 export interface ReplicaRecipe {

@@ -16,7 +16,7 @@ import { saveAdapter } from "../lora/adapter-io";
 import { applyLora, type LoraConfig, type LoraModel } from "../lora/lora";
 import { ESM2_PRESET_NAMES, type Esm2PresetName, esm2Config } from "../model/config";
 import { Esm2Model } from "../model/esm2";
-import { fromPretrained } from "../model/pretrained";
+import { fromPretrained, savePretrained } from "../model/pretrained";
 import { OnnxEsmEngine } from "../onnx/engine";
 import { checkThreads, defaultThreads, type EngineChoice, resolveEngine } from "../onnx/select";
 import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
@@ -338,7 +338,7 @@ async function fineTuneLocked(
         files.push("adapter/");
         lora.merge();
       }
-      await writeDirAtomic(out("model"), (tmp) => model.savePretrained(tmp));
+      await writeDirAtomic(out("model"), (tmp) => savePretrained(model, tmp));
       files.push("model/");
       const metrics = {
         model: options.model,

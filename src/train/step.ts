@@ -9,6 +9,7 @@
  * dropout masks, which are replayed from the saved random state.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { MicroBatch, StepOptions, StepResult } from "../engine/engine";
 import type { AdaptableModel } from "../lora/lora";
 import type { SeededRandom } from "../util/random";
 import { crossEntropy } from "./loss";
@@ -24,32 +25,6 @@ export interface ClassifierModel extends AdaptableModel {
   finalNorm(hidden: tf.Tensor3D): tf.Tensor3D;
   /** `[B, L, H]` -> logits `[B, numLabels]` (from position 0). */
   classify(hidden: tf.Tensor3D): tf.Tensor2D;
-}
-
-export interface MicroBatch {
-  /** `[B, L]` int32 */
-  inputIds: tf.Tensor2D;
-  /** `[B, L]` int32 or float32 0/1 */
-  attentionMask: tf.Tensor2D;
-  /** `[B]` int32 */
-  labels: tf.Tensor1D;
-}
-
-export interface StepOptions {
-  /** Per-class loss weights (torch's CrossEntropyLoss(weight=...)). */
-  classWeights?: number[];
-  /** Multiplies the loss (1 / gradient accumulation steps). */
-  lossScale?: number;
-  gradientCheckpointing?: boolean;
-  /** The random stream behind dropout masks; replayed when recomputing a layer. */
-  dropoutRng?: SeededRandom;
-}
-
-export interface StepResult {
-  /** The unscaled loss of this micro-batch. */
-  loss: number;
-  /** Gradients of the SCALED loss, by parameter name; the caller disposes them. */
-  grads: Map<string, tf.Tensor>;
 }
 
 /** Full forward to logits. */

@@ -13,246 +13,60 @@
  */
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
+import type { MicroBatch, StepOptions } from "../engine/engine";
 import { ConfigError } from "../errors";
-import type { LoraModel } from "../lora/lora";
 import { SeededRandom } from "../util/random";
-import { type Batch, batchesPerEpoch, type Example, epochBatches } from "./batching";
+import { type Batch, batchesPerEpoch, epochBatches } from "./batching";
 import { saveCheckpoint, type TensorRecord } from "./checkpoint-io";
 import { clipGradNorm } from "./clip";
-import { type EvalResult, evaluate, type LogitsEngine } from "./evaluate";
+import { type EvalResult, evaluate } from "./evaluate";
 import { HistoryWriter, readHistory } from "./history";
 import { balancedClassWeights } from "./loss";
 import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
-import type { GradientPool } from "./parallel";
-import { CHECKPOINTS_DIR, HISTORY_FILE, openRun } from "./run-folder";
+import { CHECKPOINTS_DIR, HISTORY_FILE, openRun, type RunStart } from "./run-folder";
 import { examplesFingerprint, parametersFingerprint, type RunIdentity } from "./run-identity";
-import { acquireRunLock, type RunLock } from "./run-lock";
-import { linearScheduleWithWarmup } from "./schedule";
+import { acquireRunLock } from "./run-lock";
+import { type LrSchedule, linearScheduleWithWarmup } from "./schedule";
+import { type ClassifierModel, lossAndGradients } from "./step";
 import {
-  type ClassifierModel,
-  lossAndGradients,
-  type MicroBatch,
-  type StepOptions,
-  type StepResult,
-} from "./step";
+  resolveConfig,
+  type TrainConfig,
+  type TrainEvent,
+  type TrainOptions,
+  type TrainResult,
+} from "./train-config";
 
-export interface TrainConfig {
-  learningRate: number;
-  weightDecay: number;
-  /** Micro-batch size. */
-  batchSize: number;
+export {
+  DEFAULT_TRAIN_CONFIG,
+  type TrainConfig,
+  type TrainEvent,
+  type TrainOptions,
+  type TrainResult,
+} from "./train-config";
+
+/** Everything `train` settles before it takes the lock; fixed for the whole run. */
+interface RunPlan {
+  cfg: TrainConfig;
+  /** The tensors trained, by name: LoRA's, or every trainable variable. */
+  params: Map<string, tf.Variable>;
+  /** The loss's class weights, resolved; undefined: none. */
+  classWeights: number[] | undefined;
+  microPerEpoch: number;
+  stepsPerEpoch: number;
+  totalSteps: number;
   epochs: number;
-  /** Stop after this many optimizer steps (overrides epochs for the schedule). */
-  maxSteps?: number;
-  warmupSteps?: number;
-  warmupRatio?: number;
-  maxGradNorm: number;
-  gradientAccumulationSteps: number;
-  gradientCheckpointing: boolean;
-  /** "balanced" (n / (classes * count) from the training labels), "none", or explicit weights. */
-  classWeights: "balanced" | "none" | number[];
-  seed: number;
-  /** Save a checkpoint every N optimizer steps (0: only at epoch ends and the end). */
-  saveSteps: number;
-  /** Keep this many checkpoints (default 2). */
-  saveTotalLimit: number;
-  /** Evaluate at the end of each epoch when eval data is given. */
-  evalEachEpoch: boolean;
-  evalBatchSize: number;
+  schedule: LrSchedule;
+  /** The engine's options for every micro-batch (the dropout stream is added per call). */
+  stepOptions: StepOptions;
+  /** Dropout seeds drawn per micro-batch: one per adapter forward (checkpointing replays). */
+  drawsPerMicroBatch: number;
+  identity: RunIdentity;
 }
 
-export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
-  learningRate: 1e-4,
-  weightDecay: 0.01,
-  batchSize: 8,
-  epochs: 1,
-  maxGradNorm: 1.0,
-  gradientAccumulationSteps: 1,
-  gradientCheckpointing: false,
-  classWeights: "balanced",
-  seed: 42,
-  saveSteps: 0,
-  saveTotalLimit: 2,
-  evalEachEpoch: true,
-  evalBatchSize: 16,
-};
-
-export type TrainEvent =
-  | {
-      type: "start";
-      totalSteps: number;
-      stepsPerEpoch: number;
-      examples: number;
-      trainable: number;
-      total: number;
-      classWeights: number[] | null;
-      resumedFrom: number | null;
-    }
-  | {
-      type: "step";
-      step: number;
-      totalSteps: number;
-      epoch: number;
-      loss: number;
-      lr: number;
-      gradNorm: number;
-      tokensPerSecond: number;
-      elapsedSeconds: number;
-    }
-  | { type: "eval"; step: number; epoch: number; metrics: EvalResult["metrics"] }
-  | { type: "checkpoint"; step: number; path: string }
-  | {
-      type: "end";
-      step: number;
-      interrupted: boolean;
-      /** The run had reached its last step before this call: nothing was trained. */
-      alreadyComplete: boolean;
-      elapsedSeconds: number;
-    };
-
-export interface TrainOptions extends Partial<TrainConfig> {
-  model: ClassifierModel;
-  /** LoRA wrapper of `model`: its adapters and saved modules are trained. Without it, every
-   * variable marked trainable is (full fine-tuning). */
-  lora?: LoraModel;
-  train: readonly Example[];
-  eval?: readonly Example[];
-  /** Directory for `checkpoints/`, `history.jsonl` and `run.json`; locked while training. */
-  outDir: string;
-  /**
-   * true: continue the run in `outDir` from its latest checkpoint; refused when the
-   * folder holds no run or a checkpoint of a run with other settings (see
-   * run-identity.ts). "auto": continue when there is a run of this identity, else start
-   * (SageMaker restarts). false (default): start; refused when `outDir` holds a run.
-   */
-  resume?: boolean | "auto";
-  /** Replace a run found in `outDir` instead of refusing (with resume "auto": only another run's). */
-  overwrite?: boolean;
-  /** Settings of the caller that define the run too (base model, max length, ...). */
-  identity?: RunIdentity;
-  /** The caller already holds `outDir`'s lock (fineTune); otherwise train takes it. */
-  lock?: RunLock;
-  onEvent?: (event: TrainEvent) => void;
-  /** Human-readable notes (resume decisions). */
-  onMessage?: (message: string) => void;
-  /** Aborting stops after the current optimizer step, saving a checkpoint. */
-  signal?: AbortSignal;
-  /** Worker threads computing the accumulation micro-batches in parallel (LoRA only). */
-  pool?: GradientPool;
-  /**
-   * Computes losses, gradients and evaluation logits instead of the tfjs model (the onnx
-   * engine, src/onnx); the model's variables still hold the weights and get the updates.
-   */
-  engine?: StepEngine;
-}
-
-/** What the trainer needs from an engine other than the tfjs model. */
-export interface StepEngine extends LogitsEngine {
-  lossAndGradients(
-    params: Map<string, tf.Variable>,
-    batch: MicroBatch,
-    options: StepOptions,
-  ): StepResult;
-}
-
-export interface TrainResult {
-  step: number;
-  interrupted: boolean;
-  /** The run had already reached its last step: nothing was trained or saved. */
-  alreadyComplete: boolean;
-  /** The evaluation run by this call, if any. */
-  lastEval?: EvalResult;
-  /** Metrics of the run's last evaluation (this call's, or the history's when already complete). */
-  metrics?: EvalResult["metrics"];
-  /** The class weights of the loss, as resolved ("balanced" from the labels); null: none. */
-  classWeights: number[] | null;
-  history: string;
-}
-
-function resolveConfig(o: Partial<TrainConfig>): TrainConfig {
-  const c: TrainConfig = { ...DEFAULT_TRAIN_CONFIG };
-  for (const [k, v] of Object.entries(o))
-    if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
-  const bad = (field: string, value: unknown, accepted: string) =>
-    new ConfigError(`Invalid ${field}: ${JSON.stringify(value)}; expected ${accepted}`, {
-      field,
-      value,
-    });
-  const posInt = (f: keyof TrainConfig) => {
-    const v = c[f] as number;
-    if (!Number.isInteger(v) || v < 1) throw bad(f, v, "an integer >= 1");
-  };
-  posInt("batchSize");
-  posInt("epochs");
-  posInt("gradientAccumulationSteps");
-  posInt("saveTotalLimit");
-  posInt("evalBatchSize");
-  if (!(c.learningRate > 0)) throw bad("learningRate", c.learningRate, "a number > 0");
-  if (!(c.weightDecay >= 0)) throw bad("weightDecay", c.weightDecay, "a number >= 0");
-  if (!(c.maxGradNorm > 0)) throw bad("maxGradNorm", c.maxGradNorm, "a number > 0");
-  if (c.maxSteps !== undefined && (!Number.isInteger(c.maxSteps) || c.maxSteps < 1)) {
-    throw bad("maxSteps", c.maxSteps, "an integer >= 1");
-  }
-  if (!Number.isInteger(c.saveSteps) || c.saveSteps < 0)
-    throw bad("saveSteps", c.saveSteps, "an integer >= 0");
-  if (
-    typeof c.classWeights === "string" &&
-    c.classWeights !== "balanced" &&
-    c.classWeights !== "none"
-  ) {
-    throw bad("classWeights", c.classWeights, '"balanced", "none" or a list of numbers');
-  }
-  return c;
-}
-
-function toTensors(b: Batch): MicroBatch {
-  return {
-    inputIds: tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], "int32"),
-    attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], "int32"),
-    labels: tf.tensor1d(b.labels, "int32"),
-  };
-}
-
-/** The state of a seeded stream after `draws` more draws from `state`. */
-function advance(state: number | null, draws: number): number | null {
-  if (state === null) return null;
-  const r = new SeededRandom(0);
-  r.setState(state);
-  for (let i = 0; i < draws; i++) r.next();
-  return r.getState();
-}
-
-function disposeBatch(b: MicroBatch): void {
-  tf.dispose([b.inputIds, b.attentionMask, b.labels]);
-}
-
-function addInto(acc: Map<string, tf.Tensor>, grads: Map<string, tf.Tensor>): void {
-  for (const [name, g] of grads) {
-    const prev = acc.get(name);
-    if (prev) {
-      acc.set(name, tf.add(prev, g));
-      prev.dispose();
-      g.dispose();
-    } else {
-      acc.set(name, g);
-    }
-  }
-}
-
-interface ResumeState {
-  step: number;
-  epoch: number;
-  /** Micro-batches of `epoch` already consumed. */
-  microBatch: number;
-  dropoutRng: number | null;
-  tokens: number;
-}
-
-/** Train; returns when done, or after a checkpoint when `signal` aborts. */
-export async function train(options: TrainOptions): Promise<TrainResult> {
+/** Set-up: check the options and derive the plan; nothing is read or written yet. */
+function planRun(options: TrainOptions): RunPlan {
   const cfg = resolveConfig(options);
   const { model, lora } = options;
-  const emit = options.onEvent ?? (() => undefined);
   if (options.train.length === 0) throw new ConfigError("No training examples", {});
 
   const params = lora ? lora.trainableVariables() : trainableOf(model);
@@ -271,35 +85,56 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const microPerEpoch = batchesPerEpoch(options.train.length, cfg.batchSize);
   const stepsPerEpoch = Math.ceil(microPerEpoch / cfg.gradientAccumulationSteps);
   const totalSteps = cfg.maxSteps ?? stepsPerEpoch * cfg.epochs;
-  const epochs = Math.ceil(totalSteps / stepsPerEpoch);
   const schedule = linearScheduleWithWarmup({
     lr: cfg.learningRate,
     totalSteps,
     warmupSteps: cfg.warmupSteps,
     warmupRatio: cfg.warmupRatio,
   });
-  const dropoutRng = lora?.dropoutRng;
-  const pool = options.pool;
-  if (pool && options.engine) {
+  if (options.pool && options.engine) {
     throw new ConfigError(
       "Parallel training (pool) is for the tfjs engine; the onnx engine uses its own threads",
       {},
     );
   }
-  if (pool && !lora)
+  if (options.pool && !lora)
     throw new ConfigError(
       "Parallel training (pool) needs LoRA: full fine-tuning runs on one thread",
       {},
     );
-  // Dropout seeds drawn per micro-batch: one per adapter forward (checkpointing replays).
   // (The masked-LM head never runs in a classification step: its adapters draw nothing.)
   const drawsPerMicroBatch =
     lora && lora.config.dropout > 0
       ? [...lora.adapters.keys()].filter((n) => !n.startsWith("lm_head.")).length
       : 0;
+  return {
+    cfg,
+    params,
+    classWeights,
+    microPerEpoch,
+    stepsPerEpoch,
+    totalSteps,
+    epochs: Math.ceil(totalSteps / stepsPerEpoch),
+    schedule,
+    stepOptions: {
+      classWeights,
+      lossScale: 1 / cfg.gradientAccumulationSteps,
+      gradientCheckpointing: cfg.gradientCheckpointing,
+    },
+    drawsPerMicroBatch,
+    identity: runIdentity(options, cfg, params, classWeights),
+  };
+}
 
-  const ckptRoot = path.join(options.outDir, CHECKPOINTS_DIR);
-  const identity: RunIdentity = {
+/** What defines the run (run-identity.ts): a resume must match it. */
+function runIdentity(
+  options: TrainOptions,
+  cfg: TrainConfig,
+  params: Map<string, tf.Variable>,
+  classWeights: number[] | undefined,
+): RunIdentity {
+  const lora = options.lora;
+  return {
     ...options.identity,
     trainData: examplesFingerprint(options.train),
     evalData: examplesFingerprint(options.eval ?? []),
@@ -325,268 +160,27 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     classWeights: classWeights ?? null,
     optimizer: "adamw, linear schedule with warm-up",
   };
+}
+
+/**
+ * Train; returns when done, or after a checkpoint when `signal` aborts. The phases:
+ * set-up (`planRun`), then under the folder's lock a TrainingRun: set-up of the folder
+ * and resume (`openAndResume`), the epoch loop (`epochs`, `epoch`), the optimizer step
+ * over each accumulation window (`accumulate`, `optimizerStep`), evaluation
+ * (`evaluate`, `catchUpEvaluation`) and checkpoints (`save`).
+ */
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const plan = planRun(options);
   const lock = options.lock ?? acquireRunLock(options.outDir, "training output");
-  const optimizer = new AdamW(params, { lr: cfg.learningRate, weightDecay: cfg.weightDecay });
+  const optimizer = new AdamW(plan.params, {
+    lr: plan.cfg.learningRate,
+    weightDecay: plan.cfg.weightDecay,
+  });
   try {
-    return await trainLocked();
+    return await new TrainingRun(options, plan, optimizer).run();
   } finally {
     optimizer.dispose();
     if (!options.lock) lock.release();
-  }
-
-  async function trainLocked(): Promise<TrainResult> {
-    const state: ResumeState = { step: 0, epoch: 0, microBatch: 0, dropoutRng: null, tokens: 0 };
-    let resumedFrom: number | null = null;
-    const start = openRun(options.outDir, {
-      identity,
-      resume: options.resume,
-      overwrite: options.overwrite,
-      onMessage: options.onMessage,
-    });
-    if (start.checkpoint) {
-      const { info, data } = start.checkpoint;
-      const saved = data.state as ResumeState & { optimizer: unknown; totalSteps: number };
-      for (const [name, v] of params) {
-        const rec = data.tensors[`param/${name}`];
-        // The identity covers names and shapes; this guards checkpoints written by hand.
-        if (!rec || rec.shape.join("x") !== v.shape.join("x")) {
-          throw new ConfigError(
-            `Checkpoint ${info.path} does not fit this model: parameter ${name} is ${rec ? `[${rec.shape}]` : "missing"} there, [${v.shape}] here`,
-            { name },
-          );
-        }
-        tf.tidy(() => v.assign(tf.tensor(rec.data, rec.shape)));
-      }
-      optimizer.importState(adamWStateFromRecords(data.tensors, saved.optimizer as never));
-      Object.assign(state, {
-        step: saved.step,
-        epoch: saved.epoch,
-        microBatch: saved.microBatch,
-        dropoutRng: saved.dropoutRng,
-        tokens: saved.tokens,
-      });
-      if (dropoutRng && saved.dropoutRng !== null) dropoutRng.setState(saved.dropoutRng);
-      resumedFrom = saved.step;
-      if (saved.totalSteps !== totalSteps && saved.step < totalSteps) {
-        options.onMessage?.(
-          `the run now has ${totalSteps} optimizer steps (its checkpoints were made for ${saved.totalSteps}): the learning-rate schedule follows the new total from here`,
-        );
-      }
-    } else if (start.resumed) {
-      resumedFrom = 0;
-    }
-    const historyFile = path.join(options.outDir, HISTORY_FILE);
-    const history = new HistoryWriter(historyFile, {
-      append: start.resumed,
-    });
-    const report = lora?.parameterReport();
-    emit({
-      type: "start",
-      totalSteps,
-      stepsPerEpoch,
-      examples: options.train.length,
-      trainable: report?.trainable ?? [...params.values()].reduce((a, v) => a + v.size, 0),
-      total: report?.total ?? [...model.namedVariables().values()].reduce((a, v) => a + v.size, 0),
-      classWeights: classWeights ?? null,
-      resumedFrom,
-    });
-
-    const save = () => {
-      const tensors: Record<string, TensorRecord> = {};
-      for (const [name, v] of params) {
-        tensors[`param/${name}`] = { shape: [...v.shape], data: new Float32Array(v.dataSync()) };
-      }
-      const opt = adamWStateToRecords(optimizer.exportState());
-      Object.assign(tensors, opt.tensors);
-      const info = saveCheckpoint(
-        ckptRoot,
-        state.step,
-        {
-          tensors,
-          state: {
-            ...state,
-            dropoutRng: dropoutRng?.getState() ?? null,
-            optimizer: opt.meta,
-            totalSteps,
-            identity,
-          },
-        },
-        { saveTotalLimit: cfg.saveTotalLimit },
-      );
-      history.write({ type: "checkpoint", step: state.step, path: info.path });
-      emit({ type: "checkpoint", step: state.step, path: info.path });
-    };
-
-    const hasEval = options.eval !== undefined && options.eval.length > 0 && cfg.evalEachEpoch;
-    const runEval = (epoch: number): EvalResult => {
-      if (lora) lora.training = false;
-      const result = evaluate(model, options.eval!, {
-        batchSize: cfg.evalBatchSize,
-        classWeights,
-        engine: options.engine,
-      });
-      if (lora) lora.training = true;
-      const ev = { type: "eval" as const, step: state.step, epoch, metrics: result.metrics };
-      history.write(ev);
-      emit(ev);
-      return result;
-    };
-    /** The eval event of `step` in the history kept from before (a resumed run). */
-    const evalInHistory = (step: number) =>
-      start.resumed
-        ? readHistory(historyFile)
-            .filter((e) => e.type === "eval" && e.step === step)
-            .at(-1)
-        : undefined;
-
-    const started = performance.now();
-    const startTokens = state.tokens;
-    let lastEval: EvalResult | undefined;
-    let metrics: EvalResult["metrics"] | undefined;
-    let interrupted = false;
-    const alreadyComplete = resumedFrom !== null && state.step >= totalSteps;
-    if (lora) lora.training = true;
-    try {
-      // A checkpoint at the end of an epoch (or of the run) may predate that epoch's
-      // evaluation (a stop right after the step): evaluate first if the history lacks it.
-      const atEpochEnd = state.step > 0 && (state.microBatch === 0 || alreadyComplete);
-      if (start.checkpoint && hasEval && atEpochEnd) {
-        const earlier = evalInHistory(state.step);
-        if (earlier) metrics = earlier.metrics as EvalResult["metrics"];
-        else {
-          lastEval = runEval(state.microBatch === 0 ? state.epoch : state.epoch + 1);
-          metrics = lastEval.metrics;
-        }
-      }
-      if (alreadyComplete) {
-        options.onMessage?.(
-          `the run is already complete: step ${state.step} of ${totalSteps}; nothing to train`,
-        );
-      }
-      outer: for (let epoch = state.epoch; epoch < epochs && !alreadyComplete; epoch++) {
-        const skip = epoch === state.epoch ? state.microBatch : 0;
-        let micro = 0;
-        let acc = new Map<string, tf.Tensor>();
-        let accLoss = 0;
-        let inWindow = 0;
-        let windowBatches: Batch[] = [];
-        for (const batch of epochBatches(options.train, {
-          batchSize: cfg.batchSize,
-          seed: cfg.seed,
-          epoch,
-        })) {
-          micro++;
-          if (micro <= skip) continue;
-          const stepOptions = {
-            classWeights,
-            lossScale: 1 / cfg.gradientAccumulationSteps,
-            gradientCheckpointing: cfg.gradientCheckpointing,
-          };
-          state.tokens += batch.attentionMask.reduce((a, m) => a + m, 0);
-          inWindow++;
-          if (pool) {
-            windowBatches.push(batch);
-          } else {
-            const t = toTensors(batch);
-            const r = options.engine
-              ? options.engine.lossAndGradients(params, t, { ...stepOptions, dropoutRng })
-              : lossAndGradients(model, params, t, { ...stepOptions, dropoutRng });
-            disposeBatch(t);
-            addInto(acc, r.grads);
-            accLoss += r.loss;
-          }
-          const windowDone = micro % cfg.gradientAccumulationSteps === 0 || micro === microPerEpoch;
-          if (!windowDone) continue;
-          if (pool) {
-            // Each job starts from the dropout state the sequential loop would have had.
-            const start = dropoutRng?.getState() ?? null;
-            const jobs = windowBatches.map((b, k) => ({
-              batch: b,
-              rngState: advance(start, k * drawsPerMicroBatch),
-            }));
-            const results = await pool.run(params, jobs, stepOptions);
-            for (const r of results) {
-              const grads = new Map<string, tf.Tensor>();
-              for (const [name, data] of Object.entries(r.grads))
-                grads.set(name, tf.tensor(data, params.get(name)!.shape));
-              addInto(acc, grads);
-              accLoss += r.loss;
-            }
-            const end = advance(start, windowBatches.length * drawsPerMicroBatch);
-            if (dropoutRng && end !== null) dropoutRng.setState(end);
-            windowBatches = [];
-          }
-
-          const lr = schedule.lrAt(optimizer.stepCount);
-          const clipped = clipGradNorm(acc, cfg.maxGradNorm);
-          optimizer.step(clipped.grads, lr);
-          tf.dispose([...acc.values(), ...clipped.grads.values()]);
-          acc = new Map();
-          state.step++;
-          state.epoch = epoch;
-          state.microBatch = micro;
-          const elapsed = (performance.now() - started) / 1000;
-          const ev = {
-            type: "step" as const,
-            step: state.step,
-            totalSteps,
-            epoch: epoch + micro / microPerEpoch,
-            loss: accLoss / inWindow,
-            lr,
-            gradNorm: clipped.totalNorm,
-            tokensPerSecond: (state.tokens - startTokens) / Math.max(elapsed, 1e-9),
-            elapsedSeconds: elapsed,
-          };
-          accLoss = 0;
-          inWindow = 0;
-          history.write(ev);
-          emit(ev);
-          if (micro === microPerEpoch) {
-            state.epoch = epoch + 1;
-            state.microBatch = 0;
-          }
-          // The end of the run or of an epoch: evaluation and the checkpoint follow below.
-          if (state.step >= totalSteps || micro === microPerEpoch) break;
-          if (options.signal?.aborted) {
-            interrupted = true;
-            save();
-            break outer;
-          }
-          if (cfg.saveSteps > 0 && state.step % cfg.saveSteps === 0) save();
-          // Let timers, signals and progress output run between steps.
-          await new Promise((resolve) => setImmediate(resolve));
-        }
-        tf.dispose([...acc.values()]);
-        const last = state.step >= totalSteps;
-        if (options.signal?.aborted && !last) {
-          // Stop now; the resumed run evaluates this epoch first (see atEpochEnd).
-          interrupted = true;
-          save();
-          break;
-        }
-        if (hasEval) {
-          lastEval = runEval(epoch + 1);
-          metrics = lastEval.metrics;
-        }
-        if (last) break;
-        if (epoch + 1 < epochs) save();
-      }
-      if (!interrupted && !alreadyComplete) save();
-    } finally {
-      if (lora) lora.training = false;
-      history.close();
-    }
-    const elapsedSeconds = (performance.now() - started) / 1000;
-    emit({ type: "end", step: state.step, interrupted, alreadyComplete, elapsedSeconds });
-    return {
-      step: state.step,
-      interrupted,
-      alreadyComplete,
-      lastEval,
-      metrics,
-      classWeights: classWeights ?? null,
-      history: history.path,
-    };
   }
 }
 
@@ -595,4 +189,389 @@ function trainableOf(model: ClassifierModel): Map<string, tf.Variable> {
   const out = new Map<string, tf.Variable>();
   for (const [name, v] of model.namedVariables()) if (v.trainable) out.set(name, v);
   return out;
+}
+
+function toTensors(b: Batch): MicroBatch {
+  return {
+    inputIds: tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], "int32"),
+    attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], "int32"),
+    labels: tf.tensor1d(b.labels, "int32"),
+  };
+}
+
+/** The state of a seeded stream after `draws` more draws from `state`. */
+function advance(state: number | null, draws: number): number | null {
+  if (state === null) return null;
+  const r = new SeededRandom(0);
+  r.setState(state);
+  for (let i = 0; i < draws; i++) r.next();
+  return r.getState();
+}
+
+function disposeBatch(b: MicroBatch): void {
+  tf.dispose([b.inputIds, b.attentionMask, b.labels]);
+}
+
+/** Where the run stands; saved in every checkpoint, restored on resume. */
+interface ResumeState {
+  step: number;
+  epoch: number;
+  /** Micro-batches of `epoch` already consumed. */
+  microBatch: number;
+  dropoutRng: number | null;
+  tokens: number;
+}
+
+/** The micro-batches of one optimizer step: their summed gradients and losses. */
+class AccumulationWindow {
+  grads = new Map<string, tf.Tensor>();
+  loss = 0;
+  /** Micro-batches in the window so far. */
+  size = 0;
+  /** With a pool: the batches, computed together when the window is full. */
+  batches: Batch[] = [];
+
+  add(grads: Map<string, tf.Tensor>, loss: number): void {
+    for (const [name, g] of grads) {
+      const prev = this.grads.get(name);
+      if (prev) {
+        this.grads.set(name, tf.add(prev, g));
+        prev.dispose();
+        g.dispose();
+      } else {
+        this.grads.set(name, g);
+      }
+    }
+    this.loss += loss;
+  }
+
+  /** Empty it for the next window, freeing the gradients. */
+  clear(): void {
+    tf.dispose([...this.grads.values()]);
+    this.grads = new Map();
+    this.loss = 0;
+    this.size = 0;
+    this.batches = [];
+  }
+}
+
+/** One call of `train` under the folder's lock, phase by phase. */
+class TrainingRun {
+  private readonly state: ResumeState = {
+    step: 0,
+    epoch: 0,
+    microBatch: 0,
+    dropoutRng: null,
+    tokens: 0,
+  };
+  private readonly model: ClassifierModel;
+  private readonly lora: TrainOptions["lora"];
+  private readonly dropoutRng: SeededRandom | undefined;
+  private readonly emit: (event: TrainEvent) => void;
+  private readonly hasEval: boolean;
+  private start!: RunStart;
+  private history!: HistoryWriter;
+  private started = 0;
+  private startTokens = 0;
+  private lastEval: EvalResult | undefined;
+  private metrics: EvalResult["metrics"] | undefined;
+  private interrupted = false;
+
+  constructor(
+    private readonly options: TrainOptions,
+    private readonly plan: RunPlan,
+    private readonly optimizer: AdamW,
+  ) {
+    this.model = options.model;
+    this.lora = options.lora;
+    this.dropoutRng = options.lora?.dropoutRng;
+    this.emit = options.onEvent ?? (() => undefined);
+    this.hasEval = options.eval !== undefined && options.eval.length > 0 && plan.cfg.evalEachEpoch;
+  }
+
+  async run(): Promise<TrainResult> {
+    const resumedFrom = this.openAndResume();
+    const historyFile = path.join(this.options.outDir, HISTORY_FILE);
+    this.history = new HistoryWriter(historyFile, { append: this.start.resumed });
+    const report = this.lora?.parameterReport();
+    const { params, totalSteps } = this.plan;
+    this.emit({
+      type: "start",
+      totalSteps,
+      stepsPerEpoch: this.plan.stepsPerEpoch,
+      examples: this.options.train.length,
+      trainable: report?.trainable ?? [...params.values()].reduce((a, v) => a + v.size, 0),
+      total:
+        report?.total ?? [...this.model.namedVariables().values()].reduce((a, v) => a + v.size, 0),
+      classWeights: this.plan.classWeights ?? null,
+      resumedFrom,
+    });
+    this.started = performance.now();
+    this.startTokens = this.state.tokens;
+    const alreadyComplete = resumedFrom !== null && this.state.step >= totalSteps;
+    if (this.lora) this.lora.training = true;
+    try {
+      this.catchUpEvaluation(alreadyComplete);
+      if (alreadyComplete) {
+        this.options.onMessage?.(
+          `the run is already complete: step ${this.state.step} of ${totalSteps}; nothing to train`,
+        );
+      } else {
+        await this.epochs();
+        if (!this.interrupted) this.save();
+      }
+    } finally {
+      if (this.lora) this.lora.training = false;
+      this.history.close();
+    }
+    const elapsedSeconds = (performance.now() - this.started) / 1000;
+    const { step } = this.state;
+    const interrupted = this.interrupted;
+    this.emit({ type: "end", step, interrupted, alreadyComplete, elapsedSeconds });
+    return {
+      step,
+      interrupted,
+      alreadyComplete,
+      lastEval: this.lastEval,
+      metrics: this.metrics,
+      classWeights: this.plan.classWeights ?? null,
+      history: this.history.path,
+    };
+  }
+
+  // ---- set-up and resume ----
+
+  /** Open the output folder (run-folder.ts) and restore its checkpoint; returns the step resumed from. */
+  private openAndResume(): number | null {
+    const { params, totalSteps } = this.plan;
+    this.start = openRun(this.options.outDir, {
+      identity: this.plan.identity,
+      resume: this.options.resume,
+      overwrite: this.options.overwrite,
+      onMessage: this.options.onMessage,
+    });
+    if (!this.start.checkpoint) return this.start.resumed ? 0 : null;
+    const { info, data } = this.start.checkpoint;
+    const saved = data.state as ResumeState & { optimizer: unknown; totalSteps: number };
+    for (const [name, v] of params) {
+      const rec = data.tensors[`param/${name}`];
+      // The identity covers names and shapes; this guards checkpoints written by hand.
+      if (!rec || rec.shape.join("x") !== v.shape.join("x")) {
+        throw new ConfigError(
+          `Checkpoint ${info.path} does not fit this model: parameter ${name} is ${rec ? `[${rec.shape}]` : "missing"} there, [${v.shape}] here`,
+          { name },
+        );
+      }
+      tf.tidy(() => v.assign(tf.tensor(rec.data, rec.shape)));
+    }
+    this.optimizer.importState(adamWStateFromRecords(data.tensors, saved.optimizer as never));
+    Object.assign(this.state, {
+      step: saved.step,
+      epoch: saved.epoch,
+      microBatch: saved.microBatch,
+      dropoutRng: saved.dropoutRng,
+      tokens: saved.tokens,
+    });
+    if (this.dropoutRng && saved.dropoutRng !== null) this.dropoutRng.setState(saved.dropoutRng);
+    if (saved.totalSteps !== totalSteps && saved.step < totalSteps) {
+      this.options.onMessage?.(
+        `the run now has ${totalSteps} optimizer steps (its checkpoints were made for ${saved.totalSteps}): the learning-rate schedule follows the new total from here`,
+      );
+    }
+    return saved.step;
+  }
+
+  // ---- the epoch loop ----
+
+  /** Epoch after epoch to the last step; each ends with evaluation and a checkpoint. */
+  private async epochs(): Promise<void> {
+    const { epochs, totalSteps } = this.plan;
+    for (let epoch = this.state.epoch; epoch < epochs; epoch++) {
+      if (await this.epoch(epoch)) return; // stopped mid-epoch, checkpoint saved
+      const last = this.state.step >= totalSteps;
+      if (this.options.signal?.aborted && !last) {
+        // Stop now; the resumed run evaluates this epoch first (see catchUpEvaluation).
+        this.interrupted = true;
+        this.save();
+        return;
+      }
+      if (this.hasEval) this.evaluate(epoch + 1);
+      if (last) return;
+      if (epoch + 1 < epochs) this.save();
+    }
+  }
+
+  /**
+   * The micro-batches of one epoch (after those a resumed run already consumed), an
+   * optimizer step at the end of each window. True when the signal stopped it.
+   */
+  private async epoch(epoch: number): Promise<boolean> {
+    const { cfg, microPerEpoch, totalSteps } = this.plan;
+    const skip = epoch === this.state.epoch ? this.state.microBatch : 0;
+    const window = new AccumulationWindow();
+    let micro = 0;
+    for (const batch of epochBatches(this.options.train, {
+      batchSize: cfg.batchSize,
+      seed: cfg.seed,
+      epoch,
+    })) {
+      micro++;
+      if (micro <= skip) continue;
+      this.state.tokens += batch.attentionMask.reduce((a, m) => a + m, 0);
+      this.accumulate(window, batch);
+      const windowDone = micro % cfg.gradientAccumulationSteps === 0 || micro === microPerEpoch;
+      if (!windowDone) continue;
+      if (this.options.pool) await this.poolGradients(window);
+      this.optimizerStep(window, epoch, micro);
+      // The end of the run or of an epoch: evaluation and the checkpoint follow in `epochs`.
+      if (this.state.step >= totalSteps || micro === microPerEpoch) break;
+      if (this.options.signal?.aborted) {
+        this.interrupted = true;
+        this.save();
+        return true;
+      }
+      if (cfg.saveSteps > 0 && this.state.step % cfg.saveSteps === 0) this.save();
+      // Let timers, signals and progress output run between steps.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    window.clear();
+    return false;
+  }
+
+  // ---- the optimizer step ----
+
+  /** Add one micro-batch to the window: its gradients now, or (with a pool) at the window's end. */
+  private accumulate(window: AccumulationWindow, batch: Batch): void {
+    window.size++;
+    if (this.options.pool) {
+      window.batches.push(batch);
+      return;
+    }
+    const { params, stepOptions } = this.plan;
+    const options = { ...stepOptions, dropoutRng: this.dropoutRng };
+    const t = toTensors(batch);
+    const r = this.options.engine
+      ? this.options.engine.lossAndGradients(params, t, options)
+      : lossAndGradients(this.model, params, t, options);
+    disposeBatch(t);
+    window.add(r.grads, r.loss);
+  }
+
+  /** The window's micro-batches on the pool's workers, with the dropout states a sequential run has. */
+  private async poolGradients(window: AccumulationWindow): Promise<void> {
+    const { params, stepOptions, drawsPerMicroBatch } = this.plan;
+    const start = this.dropoutRng?.getState() ?? null;
+    const jobs = window.batches.map((b, k) => ({
+      batch: b,
+      rngState: advance(start, k * drawsPerMicroBatch),
+    }));
+    const results = await this.options.pool!.run(params, jobs, stepOptions);
+    for (const r of results) {
+      const grads = new Map<string, tf.Tensor>();
+      for (const [name, data] of Object.entries(r.grads))
+        grads.set(name, tf.tensor(data, params.get(name)!.shape));
+      window.add(grads, r.loss);
+    }
+    const end = advance(start, window.batches.length * drawsPerMicroBatch);
+    if (this.dropoutRng && end !== null) this.dropoutRng.setState(end);
+    window.batches = [];
+  }
+
+  /** Clip the window's gradients, step the optimizer, record the step; empties the window. */
+  private optimizerStep(window: AccumulationWindow, epoch: number, micro: number): void {
+    const { cfg, microPerEpoch, totalSteps, schedule } = this.plan;
+    const lr = schedule.lrAt(this.optimizer.stepCount);
+    const clipped = clipGradNorm(window.grads, cfg.maxGradNorm);
+    this.optimizer.step(clipped.grads, lr);
+    tf.dispose([...clipped.grads.values()]);
+    const loss = window.loss / window.size;
+    window.clear();
+    const state = this.state;
+    state.step++;
+    state.epoch = epoch;
+    state.microBatch = micro;
+    const elapsed = (performance.now() - this.started) / 1000;
+    const ev = {
+      type: "step" as const,
+      step: state.step,
+      totalSteps,
+      epoch: epoch + micro / microPerEpoch,
+      loss,
+      lr,
+      gradNorm: clipped.totalNorm,
+      tokensPerSecond: (state.tokens - this.startTokens) / Math.max(elapsed, 1e-9),
+      elapsedSeconds: elapsed,
+    };
+    this.history.write(ev);
+    this.emit(ev);
+    if (micro === microPerEpoch) {
+      state.epoch = epoch + 1;
+      state.microBatch = 0;
+    }
+  }
+
+  // ---- evaluation ----
+
+  /** Evaluate on the eval set (adapter dropout off) and record it. */
+  private evaluate(epoch: number): void {
+    if (this.lora) this.lora.training = false;
+    const result = evaluate(this.model, this.options.eval!, {
+      batchSize: this.plan.cfg.evalBatchSize,
+      classWeights: this.plan.classWeights,
+      engine: this.options.engine,
+    });
+    if (this.lora) this.lora.training = true;
+    const ev = { type: "eval" as const, step: this.state.step, epoch, metrics: result.metrics };
+    this.history.write(ev);
+    this.emit(ev);
+    this.lastEval = result;
+    this.metrics = result.metrics;
+  }
+
+  /**
+   * A checkpoint at the end of an epoch (or of the run) may predate that epoch's
+   * evaluation (a stop right after the step): evaluate first if the history lacks it.
+   */
+  private catchUpEvaluation(alreadyComplete: boolean): void {
+    const state = this.state;
+    const atEpochEnd = state.step > 0 && (state.microBatch === 0 || alreadyComplete);
+    if (!this.start.checkpoint || !this.hasEval || !atEpochEnd) return;
+    // The eval event of this step in the history kept from before (a resumed run).
+    const earlier = this.start.resumed
+      ? readHistory(this.history.path)
+          .filter((e) => e.type === "eval" && e.step === state.step)
+          .at(-1)
+      : undefined;
+    if (earlier) this.metrics = earlier.metrics as EvalResult["metrics"];
+    else this.evaluate(state.microBatch === 0 ? state.epoch : state.epoch + 1);
+  }
+
+  // ---- saving ----
+
+  /** A checkpoint of the trainable weights, the optimizer and every random state. */
+  private save(): void {
+    const tensors: Record<string, TensorRecord> = {};
+    for (const [name, v] of this.plan.params) {
+      tensors[`param/${name}`] = { shape: [...v.shape], data: new Float32Array(v.dataSync()) };
+    }
+    const opt = adamWStateToRecords(this.optimizer.exportState());
+    Object.assign(tensors, opt.tensors);
+    const info = saveCheckpoint(
+      path.join(this.options.outDir, CHECKPOINTS_DIR),
+      this.state.step,
+      {
+        tensors,
+        state: {
+          ...this.state,
+          dropoutRng: this.dropoutRng?.getState() ?? null,
+          optimizer: opt.meta,
+          totalSteps: this.plan.totalSteps,
+          identity: this.plan.identity,
+        },
+      },
+      { saveTotalLimit: this.plan.cfg.saveTotalLimit },
+    );
+    this.history.write({ type: "checkpoint", step: this.state.step, path: info.path });
+    this.emit({ type: "checkpoint", step: this.state.step, path: info.path });
+  }
 }

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { selectBackend } from "../../src/backend";
 import { customEsmConfig } from "../../src/model/config";
 import { Esm2Model } from "../../src/model/esm2";
+import { savePretrained } from "../../src/model/pretrained";
 import { REPO_ROOT } from "../helpers/python";
 
 export const SAMPLE = path.join(REPO_ROOT, "data", "deeploc-sample.csv");
@@ -22,7 +23,7 @@ export async function tinyModelDir(): Promise<string> {
     { seed: 7 },
   );
   try {
-    await model.savePretrained(dir);
+    await savePretrained(model, dir);
   } finally {
     model.dispose();
   }

@@ -18,8 +18,12 @@ import { loadPrepared } from "../../src/data/frame";
 import { type PrepareProgress, prepare } from "../../src/data/prepare";
 import { ConfigError, StorageError } from "../../src/errors";
 import { openOutputDir, openRead } from "../../src/io/storage";
+import { registerDefaults } from "../../src/register-defaults";
 import { runCli, SAMPLE, tinyModelDir, tmp } from "./fixtures";
 import { cliEnv, FAKE_KEY_ID, FAKE_SECRET, type Moto, motoSkipReason, startMoto } from "./moto";
+
+// This file reads s3:// locations through src/io/storage directly, not through an entry point.
+registerDefaults();
 
 const skip = motoSkipReason();
 let moto: Moto;

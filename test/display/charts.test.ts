@@ -225,3 +225,37 @@ test("membrane probability: bars coloured by expected class, in the given order,
   const [line] = layout(fig).shapes as { y0: number }[];
   assert.equal(line!.y0, 0.6);
 });
+
+test("every chart sets its height (jupyterlab-plotly would draw 360 px) and slanted protein names get room", () => {
+  const stats: Pick<PrepareStats, "splits" | "labelColumn"> = {
+    labelColumn: "Membrane",
+    splits: {
+      train: { rows: 2, classCounts: { "0": 1, "1": 1 } },
+      test: { rows: 1, classCounts: { "0": 1 } },
+    },
+  };
+  const bars = membraneProbabilityChart([
+    { name: "P43220 Glucagon-like peptide 1 receptor", probability: 0.9, expected: "membrane" },
+  ]);
+  const figures = {
+    classBalanceChart: classBalanceChart(stats),
+    lengthHistogram: lengthHistogram([120, 130]),
+    lossChart: lossChart(EVENTS),
+    metricsChart: metricsChart(EVENTS),
+    trainingChart: trainingChart(EVENTS),
+    confusionMatrixChart: confusionMatrixChart([
+      [1, 0],
+      [0, 1],
+    ]),
+    rocChart: rocChart({ fpr: [0, 1], tpr: [0, 1] }),
+    membraneProbabilityChart: bars,
+  };
+  for (const [name, fig] of Object.entries(figures)) {
+    const height = layout(fig).height;
+    assert.ok(typeof height === "number" && height >= 400, `${name}: height ${height}`);
+  }
+  // The bottom margin grows to fit the slanted names, with the axis title below them.
+  const xaxis = layout(bars).xaxis as Record<string, unknown>;
+  assert.equal(xaxis.automargin, true);
+  assert.ok(typeof xaxis.tickangle === "number" && xaxis.tickangle < 0);
+});

@@ -20,6 +20,7 @@ import { ensureBackend } from "../../src/backend";
 import { exportModel } from "../../src/export/export";
 import { esm2Config } from "../../src/model/config";
 import { Esm2Model } from "../../src/model/esm2";
+import { savePretrained } from "../../src/model/pretrained";
 import { loadEsmPredictor } from "../../src/serve/model-predictor";
 import { pythonSkipReason, referencePython, runPython } from "../helpers/python";
 import {
@@ -45,7 +46,7 @@ function exported(): Promise<void> {
   ready ??= (async () => {
     await ensureBackend();
     const model = Esm2Model.random(esm2Config("esm2_t6_8M_UR50D"), { seed: 3 });
-    await model.savePretrained(modelDir);
+    await savePretrained(model, modelDir);
     model.dispose();
     const t0 = performance.now();
     const { manifest } = await exportModel({ model: modelDir, out: exportDir, quantize: "int8" });

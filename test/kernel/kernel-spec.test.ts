@@ -205,6 +205,34 @@ test("the launcher maps <cwd>/node_modules/esmkit onto the package for tslab's t
   );
 });
 
+test("the launcher maps esmkit's dependencies to <cwd>/node_modules unless the folder has its own", () => {
+  const present = new Set([
+    "/pkg/node_modules/nodejs-polars",
+    "/pkg/node_modules/@tensorflow/tfjs-core",
+    "/nb/node_modules/own",
+    "/pkg/node_modules/own",
+  ]);
+  const forward = esmkitPathForwarder("/nb", "/pkg", ["/pkg/node_modules"], (p) => present.has(p));
+  assert.equal(
+    forward("/nb/node_modules/nodejs-polars/bin/index.d.ts"),
+    "/pkg/node_modules/nodejs-polars/bin/index.d.ts",
+  );
+  assert.equal(
+    forward("/nb/node_modules/@tensorflow/tfjs-core/package.json"),
+    "/pkg/node_modules/@tensorflow/tfjs-core/package.json",
+  );
+  // The notebook folder's own install wins; unknown packages and bare scopes stay.
+  assert.equal(forward("/nb/node_modules/own/index.d.ts"), "/nb/node_modules/own/index.d.ts");
+  assert.equal(forward("/nb/node_modules/missing/x.d.ts"), "/nb/node_modules/missing/x.d.ts");
+  assert.equal(forward("/nb/node_modules/@tensorflow"), "/nb/node_modules/@tensorflow");
+  // Not through esmkit's own node_modules: TypeScript must find them one level up,
+  // under a name a cell can import (else: TS2742, "cannot be named without a reference").
+  assert.equal(
+    forward("/nb/node_modules/esmkit/node_modules/nodejs-polars/package.json"),
+    "/nb/node_modules/esmkit/node_modules/nodejs-polars/package.json",
+  );
+});
+
 test("esmkit kernel: list prints the kernels, bad actions are usage errors", async () => {
   const prefix = fresh("prefix");
   installKernel({ prefix, backend: "cpu", threads: 2 });

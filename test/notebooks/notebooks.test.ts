@@ -29,32 +29,20 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { pathToFileURL } from "node:url";
+import {
+  CHROMIUM_FLAGS as BASE_FLAGS,
+  CHROMIUM_HINT,
+  findChromium,
+  needs,
+} from "../helpers/browser";
 import { REPO_ROOT } from "../helpers/python";
+import { NOTEBOOKS, PLOTLY_MIME, SCREENSHOTS, smallSizes, VENV_BIN } from "./common";
 
-const JUPYTER = path.join(REPO_ROOT, ".venv", "bin", "jupyter");
-const NOTEBOOKS = path.join(REPO_ROOT, "notebooks");
-const SCREENSHOTS = path.join(REPO_ROOT, "out", "screenshots");
-const PLOTLY_MIME = "application/vnd.plotly.v1+json";
+const JUPYTER = path.join(VENV_BIN, "jupyter");
 
-/** CI sizes: 16 training proteins of at most 128 tokens, 2 epochs of 2 optimizer steps. */
-const SMALL: Record<string, string> = {
-  ESMKIT_NB_TRAIN_EXAMPLES: "16",
-  ESMKIT_NB_EVAL_EXAMPLES: "16",
-  ESMKIT_NB_MAX_LENGTH: "128",
-  ESMKIT_NB_BATCH_SIZE: "4",
-  ESMKIT_NB_EPOCHS: "2",
-};
-
-/** Headless Chromium with nothing but the page: no network of its own, no profile reuse. */
+/** Chromium run once per page: the DOM after plotly has drawn, or a screenshot. */
 const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
+  ...BASE_FLAGS,
   // Run timers in virtual time, so that plotly has drawn before the DOM is read.
   "--virtual-time-budget=10000",
 ];
@@ -74,26 +62,6 @@ interface Cell {
 }
 
 const joined = (v: unknown) => (Array.isArray(v) ? v.join("") : String(v ?? ""));
-
-function findChromium(): string | undefined {
-  if (process.env.CHROMIUM)
-    return existsSync(process.env.CHROMIUM) ? process.env.CHROMIUM : undefined;
-  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
-    for (const name of ["chromium", "chromium-browser"]) {
-      const p = path.join(dir, name);
-      if (dir && existsSync(p)) return p;
-    }
-  }
-  return undefined;
-}
-
-/** True when present; else skip (developer machine) or throw (CI). */
-function needs(t: { skip(reason: string): void }, found: unknown, reason: string): boolean {
-  if (found) return true;
-  if (process.env.CI) throw new Error(`required under CI: ${reason}`);
-  t.skip(reason);
-  return false;
-}
 
 function run(cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs: number }) {
   const started = Date.now();
@@ -165,7 +133,7 @@ test("notebooks run on the esmkit kernel under nbconvert and their charts render
     { timeoutMs: 60_000 },
   );
   timings.push(`kernel install ${install.seconds.toFixed(1)} s`);
-  const small = Object.fromEntries(Object.entries(SMALL).filter(([k]) => !process.env[k]));
+  const small = smallSizes();
   const jupyterPath = [path.join(prefix, "share", "jupyter"), process.env.JUPYTER_PATH];
   const env = {
     ...process.env,
@@ -206,6 +174,12 @@ test("notebooks run on the esmkit kernel under nbconvert and their charts render
     const r = results.get("02-fine-tune-lora.ipynb");
     assert.ok(r, "02-fine-tune-lora.ipynb did not run");
     assert.match(r.stdout, /^(RANDOM WEIGHTS: .* could not be loaded|Pretrained weights: )/m);
+    // The progress bar above the live chart, updated in place to its final state.
+    const bars = r.outputs
+      .map((o) => joined(o.data?.["text/plain"]))
+      .filter((text) => text.startsWith("LoRA fine-tuning "));
+    assert.equal(bars.length, 1, `progress bars: ${bars}`);
+    assert.match(bars[0]!, /^LoRA fine-tuning 100% (\d+)\/\1 done in [\d.]+s epoch /);
     const titles = r.figures.map(titleOf);
     for (const want of [/^LoRA fine-tuning: step \d+/, /^Loss$/, /^Evaluation metrics$/]) {
       assert.ok(
@@ -235,8 +209,7 @@ test("notebooks run on the esmkit kernel under nbconvert and their charts render
 
   await t.test("HTML exports render every chart in headless Chromium", (st) => {
     const chromium = findChromium();
-    const hint = "Chromium not found (apt-get install -y chromium, or set CHROMIUM)";
-    if (!needs(st, chromium, hint)) return;
+    if (!needs(st, chromium, CHROMIUM_HINT)) return;
     const ran = notebooks.filter((f) => results.has(f));
     assert.ok(ran.length > 0, "no notebook ran");
     const html = path.join(tmp, "html");
@@ -277,7 +250,9 @@ test("notebooks run on the esmkit kernel under nbconvert and their charts render
       const dom = open(page, ["--dump-dom"]);
       const { plots, svgs } = drawn(dom);
       // (not assert.match: the message would hold the whole page)
-      const missing = /class="esmkit-plotly"[^>]*>plotly\.js is not loaded/.test(dom);
+      const missing = /class="esmkit-plotly"[^>]*>(plotly\.js is not loaded|Chart not drawn)/.test(
+        dom,
+      );
       assert.ok(!missing, `${file}: a figure found no plotly.js in the page`);
       assert.equal(plots, expected, `${file}: ${plots} of ${expected} figures drawn`);
       assert.ok(svgs >= expected, `${file}: ${svgs} main-svg elements for ${expected} figures`);
@@ -286,20 +261,18 @@ test("notebooks run on the esmkit kernel under nbconvert and their charts render
       assert.ok(statSync(shot).size > 10_000, `${shot} is nearly empty`);
     }
 
-    // The loss chart on a page of its own, for docs/loss-chart.png.
+    // The loss chart on a page of its own, for docs/loss-chart.png: its output alone
+    // draws it (it carries plotly.js, being the first chart of its cell).
     const fine = results.get("02-fine-tune-lora.ipynb");
     if (fine) {
-      const library = fine.outputs.find((o) =>
-        joined(o.data?.["text/html"]).includes("data-esmkit-plotlyjs"),
-      );
       const loss = fine.figures.find((o) => titleOf(o) === "Loss");
-      assert.ok(library && loss, "02 lacks plotly.js or the loss chart");
+      assert.ok(loss, "02 lacks the loss chart");
       const page = path.join(html, "loss-chart.html");
       writeFileSync(
         page,
         `<!doctype html><html><head><meta charset="utf-8"><style>body{margin:0;background:#fff}</style></head><body>${joined(
-          library.data!["text/html"],
-        )}${joined(loss.data!["text/html"])}</body></html>`,
+          loss.data!["text/html"],
+        )}</body></html>`,
       );
       assert.equal(drawn(open(page, ["--dump-dom"])).plots, 1, "loss chart not drawn");
       const shot = path.join(SCREENSHOTS, "loss-chart.png");

@@ -6,11 +6,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
+import type { MicroBatch, StepResult, TokenBatch } from "../../src/engine/engine";
 import type { LoraModel } from "../../src/lora/lora";
 import type { Esm2Model } from "../../src/model/esm2";
 import { fromPretrained } from "../../src/model/pretrained";
-import type { TokenBatch } from "../../src/onnx";
-import type { MicroBatch, StepResult } from "../../src/train/step";
 import { SeededRandom } from "../../src/util/random";
 import { REPO_ROOT } from "../helpers/python";
 

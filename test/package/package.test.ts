@@ -33,3 +33,45 @@ test("the esmkit command prints help and rejects unknown commands", () => {
     /unknown command "fly"; expected one of: prepare, train, evaluate, demo, kernel, predict, serve, export, sagemaker/,
   );
 });
+
+test("the entry point registers the s3:// store and the ESM-2 predictor loader, which src/io and src/serve do not import", () => {
+  const build = path.join(REPO_ROOT, "build", "src");
+  const script = `
+    const storage = require(${JSON.stringify(path.join(build, "io", "storage.js"))});
+    const predictor = require(${JSON.stringify(path.join(build, "serve", "predictor.js"))});
+    const message = async (f) => {
+      try {
+        await f();
+        return "resolved";
+      } catch (e) {
+        return e.constructor.name + ": " + e.message;
+      }
+    };
+    (async () => {
+      const both = async () => [
+        await message(() => storage.openRead("gs://b/k")),
+        await message(() => predictor.loadPredictor("/no/such/model")),
+      ];
+      const before = await both();
+      require(${JSON.stringify(build)});
+      const after = await both();
+      console.log(JSON.stringify({ before, after }));
+    })();`;
+  const r = spawnSync(process.execPath, ["-e", script], {
+    encoding: "utf8",
+    env: { ...process.env, ESMKIT_WORKERS: "0", ESMKIT_BACKEND: "cpu" },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const { before, after } = JSON.parse(r.stdout);
+  assert.match(
+    before[0],
+    /^StorageError: .*scheme "gs" is not supported \(supported: local paths, http:\/\/, https:\/\/\)$/,
+  );
+  assert.match(before[1], /^ConfigError: No predictor loader is registered/);
+  assert.match(after[0], /supported: local paths, http:\/\/, https:\/\/, s3:\/\/\)$/);
+  // The ESM-2 loader ran: it looked for the model.
+  assert.match(
+    after[1],
+    /^StorageError: \/no\/such\/model is neither an existing directory nor a Hub model id/,
+  );
+});

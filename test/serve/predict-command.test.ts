@@ -6,9 +6,14 @@ import { test } from "node:test";
 import { predictCommand } from "../../src/cli/predict-command";
 import { serveCommand } from "../../src/cli/serve-command";
 import { ConfigError, DataError, EsmKitError } from "../../src/errors";
+import { registerDefaults } from "../../src/register-defaults";
 import { InvalidSequenceError } from "../../src/serve/errors";
 import { setPredictorLoader } from "../../src/serve/predictor";
 import { FakePredictor, fakeProbabilities } from "./fake-predictor";
+
+// The commands run here directly, not through src/cli/main.ts, which registers the default
+// (ESM-2) predictor loader.
+registerDefaults();
 
 const LABELS = ["non-membrane", "membrane"];
 let lastPredictor: FakePredictor | undefined;
