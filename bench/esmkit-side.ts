@@ -24,6 +24,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../src/backend";
 import { prepare } from "../src/data/prepare";
 import type { MicroBatch, StepOptions, StepResult } from "../src/engine/engine";
+import { lossAndGradients } from "../src/engine/tfjs-engine";
 import { exportModel } from "../src/export/export";
 import { saveAdapter } from "../src/lora/adapter-io";
 import { applyLora, type LoraModel } from "../src/lora/lora";
@@ -35,7 +36,6 @@ import { parseFasta } from "../src/serve/fasta";
 import { loadEsmPredictor } from "../src/serve/model-predictor";
 import { clipGradNorm } from "../src/train/clip";
 import { AdamW } from "../src/train/optimizer";
-import { lossAndGradients } from "../src/train/step";
 
 export const RESULT_MARK = "@@BENCH ";
 

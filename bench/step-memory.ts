@@ -8,10 +8,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../src/backend";
+import { lossAndGradients } from "../src/engine/tfjs-engine";
 import { applyLora } from "../src/lora/lora";
 import { esm2Config } from "../src/model/config";
 import { Esm2Model } from "../src/model/esm2";
-import { lossAndGradients } from "../src/train/step";
 
 async function main(): Promise<void> {
   const [B, L] = [Number(process.argv[2] ?? 8), Number(process.argv[3] ?? 512)];

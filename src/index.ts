@@ -42,14 +42,7 @@ export {
 } from "./data/prepare";
 export * from "./display";
 export * from "./embed";
-export type {
-  LogitsEngine,
-  MicroBatch,
-  StepEngine,
-  StepOptions,
-  StepResult,
-  TokenBatch,
-} from "./engine/engine";
+export * from "./engine";
 export {
   AdapterError,
   BackendError,
@@ -75,9 +68,7 @@ export * from "./kernel";
 export * from "./lora";
 export * from "./model";
 export {
-  ENGINE_CHOICES,
-  type EngineChoice,
-  type EngineName,
+  createEngine,
   type OnnxEngineOptions,
   OnnxEsmEngine,
   resolveEngine,

@@ -7,8 +7,8 @@ import {
 } from "../embed";
 import { TOO_LONG_POLICIES } from "../serve/sequences";
 import { flag } from "../util/flags";
-import { defineCommand } from "./command";
 import { progressLine } from "../util/progress";
+import { defineCommand } from "./command";
 
 export const embedCommand = defineCommand({
   name: "embed",

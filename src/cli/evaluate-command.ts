@@ -34,10 +34,7 @@ accuracy, precision, recall, F1, MCC, ROC-AUC, confusion matrix.`,
     });
     const predictor = await loadEsmPredictor(v.model);
     try {
-      const result = evaluate(predictor.model, examples, {
-        batchSize: v["batch-size"],
-        engine: predictor.onnx,
-      });
+      const result = evaluate(predictor.engine, examples, { batchSize: v["batch-size"] });
       const json = `${JSON.stringify({ model: v.model, data: v.data, split: v.split, examples: examples.length, metrics: result.metrics }, null, 2)}\n`;
       process.stdout.write(json);
       if (v.out) writeFileSync(v.out, json);

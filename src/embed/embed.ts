@@ -18,8 +18,6 @@ import * as path from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import { ConfigError, DataError, StorageError } from "../errors";
 import { redact, schemeOf, type TransferProgress } from "../io/storage";
-import { normaliseSequence, type TooLongPolicy } from "../serve/sequences";
-import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 import {
   type Embedder,
   type EmbedderOptions,
@@ -27,7 +25,9 @@ import {
   LAYER_CONVENTION,
   loadEmbedder,
   POOLING_CONVENTION,
-} from "./embedder";
+} from "../onnx/embedder";
+import { normaliseSequence, type TooLongPolicy } from "../serve/sequences";
+import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 import {
   type ColumnSpec,
   type ColumnValues,

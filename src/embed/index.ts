@@ -1,16 +1,5 @@
 /** Protein embeddings: ESM-2 hidden states pooled per protein, streamed to Parquet. */
-export {
-  DEFAULT_WINDOW,
-  type EmbeddingRow,
-  type EmbedOptions,
-  type EmbedProgress,
-  type EmbedSummary,
-  type EmbedToParquetOptions,
-  embed,
-  embedSequences,
-  embedToParquet,
-  PARQUET_METADATA_KEY,
-} from "./embed";
+
 export {
   createEmbedder,
   EMBEDDING_POOLINGS,
@@ -23,7 +12,19 @@ export {
   POOLING_CONVENTION,
   type ProteinEmbedding,
   resolveEmbedSettings,
-} from "./embedder";
+} from "../onnx/embedder";
+export {
+  DEFAULT_WINDOW,
+  type EmbeddingRow,
+  type EmbedOptions,
+  type EmbedProgress,
+  type EmbedSummary,
+  type EmbedToParquetOptions,
+  embed,
+  embedSequences,
+  embedToParquet,
+  PARQUET_METADATA_KEY,
+} from "./embed";
 export {
   type ByteSink,
   type ColumnKind,

@@ -1,9 +1,35 @@
 /**
- * The task a model is trained for and what its labels must be. Today one task,
- * sequence classification with one label per sequence (a class index, or -100 for
- * "ignore", as torch's CrossEntropyLoss); both engines check labels here.
+ * Tasks: what the classification head's outputs mean and which loss trains them, as
+ * transformers' EsmForSequenceClassification picks them by `config.problem_type`. The
+ * head is the same for every task (src/model/architecture.ts: `classifier.dense`,
+ * `tanh`, `classifier.out_proj` to `num_labels` outputs on `<cls>`); a task only sets
+ * what the labels are and the loss.
+ *
+ * Adding a task: an entry in TASKS; its loss in each engine that will train it (tfjs:
+ * src/engine/loss.ts; onnx: the loss graph of src/onnx/esm-graph.ts and the feeds of
+ * src/onnx/engine.ts); the task in that engine's ENGINE_CAPABILITIES (engine.ts). An
+ * engine without it refuses the task with a ConfigError naming the engine that has it.
  */
 import { DataError } from "../errors";
+
+export interface TaskSpec {
+  /** The loss, as transformers computes it for this problem_type. */
+  loss: string;
+  /** What a label is. */
+  labels: string;
+}
+
+export const TASKS = {
+  single_label_classification: {
+    loss: "cross-entropy over num_labels classes, optionally class-weighted",
+    labels: "one class index per sequence in 0..num_labels-1 (-100: ignored)",
+  },
+} as const satisfies Record<string, TaskSpec>;
+
+export type TaskName = keyof typeof TASKS;
+
+/** The task of the binary Membrane workflow, and of every checkpoint without problem_type. */
+export const DEFAULT_TASK: TaskName = "single_label_classification";
 
 /** Throws a DataError naming the first label that is neither a class index nor `ignoreIndex`. */
 export function checkLabels(

@@ -8,15 +8,9 @@
  * the encoder's Linear weights are stored int8 per output channel (src/onnx/quantize.ts)
  * while embeddings, LayerNorms and the classifier stay float32.
  */
+import { encoderLinears, headLinears } from "../model/architecture";
 import type { Esm2Model } from "../model/esm2";
-import {
-  EsmGraph,
-  type GraphPlan,
-  HEAD_LINEARS,
-  LAYER_LINEARS,
-  layerPrefix,
-  type ModulePlan,
-} from "../onnx/esm-graph";
+import { EsmGraph, type GraphPlan, type ModulePlan } from "../onnx/esm-graph";
 import type { GraphBuilder } from "../onnx/graph";
 import { type Int8Weight, int8ScaleName, int8WeightName, quantizeInt8 } from "../onnx/quantize";
 
@@ -45,14 +39,13 @@ export function buildExportGraph(model: Esm2Model, options: ExportGraphOptions):
   const config = model.config;
   const modules = new Map<string, ModulePlan>();
   const int8 = new Set<string>();
-  for (let i = 0; i < config.numHiddenLayers; i++) {
-    for (const m of LAYER_LINEARS) {
-      const name = `${layerPrefix(i)}${m}`;
-      if (options.int8) int8.add(name);
-      modules.set(name, { hasBias: true, trainable: false, lora: null, int8: int8.has(name) });
-    }
+  // int8: the encoder's Linear weights; the classifier stays float32.
+  for (const { name, bias } of encoderLinears(config)) {
+    if (options.int8) int8.add(name);
+    modules.set(name, { hasBias: bias, trainable: false, lora: null, int8: int8.has(name) });
   }
-  for (const m of HEAD_LINEARS) modules.set(m, { hasBias: true, trainable: false, lora: null });
+  for (const { name, bias } of headLinears(config))
+    modules.set(name, { hasBias: bias, trainable: false, lora: null });
   const plan: GraphPlan = { config, modules, trainableNorms: new Set() };
 
   const vars = model.namedVariables();

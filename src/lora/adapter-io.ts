@@ -11,7 +11,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { AdapterError } from "../errors";
 import type { Esm2Model } from "../model/esm2";
 import { readSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors";
-import { type LoraConfig, LoraModel, resolveLoraConfig, savedModuleOf } from "./lora";
+import { type LoraConfig, LoraModel, loraKeys, resolveLoraConfig, savedModuleOf } from "./lora";
 
 export const ADAPTER_CONFIG = "adapter_config.json";
 export const ADAPTER_WEIGHTS = "adapter_model.safetensors";
@@ -147,11 +147,11 @@ export function saveAdapter(
     }
     const [inF, r] = a.aT.shape as [number, number];
     const outF = a.bT.shape[1] as number;
-    tensors.set(`${PREFIX}${name}.lora_A.weight`, {
+    tensors.set(`${PREFIX}${loraKeys(name).a}`, {
       shape: [r, inF],
       data: () => tf.tidy(() => tf.transpose(a.aT).dataSync() as Float32Array),
     });
-    tensors.set(`${PREFIX}${name}.lora_B.weight`, {
+    tensors.set(`${PREFIX}${loraKeys(name).b}`, {
       shape: [outF, r],
       data: () => tf.tidy(() => tf.transpose(a.bT).dataSync() as Float32Array),
     });
@@ -206,8 +206,9 @@ export function loadAdapter(model: Esm2Model, dir: string): LoraModel {
   for (const [name, a] of lora.adapters) {
     const [inF, r] = a.aT.shape as [number, number];
     const outF = a.bT.shape[1] as number;
-    take(`${PREFIX}${name}.lora_A.weight`, [r, inF], (v) => a.aT.assign(v as tf.Tensor2D), true);
-    take(`${PREFIX}${name}.lora_B.weight`, [outF, r], (v) => a.bT.assign(v as tf.Tensor2D), true);
+    const keys = loraKeys(name);
+    take(`${PREFIX}${keys.a}`, [r, inF], (v) => a.aT.assign(v as tf.Tensor2D), true);
+    take(`${PREFIX}${keys.b}`, [outF, r], (v) => a.bT.assign(v as tf.Tensor2D), true);
   }
   const vars = model.namedVariables();
   for (const spec of model.parameterSpecs()) {

@@ -15,6 +15,7 @@ export {
   exclusionReason,
   type LoraConfig,
   LoraModel,
+  loraKeys,
   matchedModules,
   matchesTarget,
   type ParameterReport,

@@ -16,6 +16,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { AdapterError, ConfigError } from "../errors";
+import { isLmHead, SEQ_CLS_MODULES_TO_SAVE } from "../model/architecture";
 import { matMul2d } from "../model/fast-grad";
 import { SeededRandom } from "../util/random";
 
@@ -61,11 +62,8 @@ export const DEFAULT_LORA: LoraConfig = {
   dropout: 0.05,
   targetModules: ["query", "key", "value"],
   bias: "none",
-  modulesToSave: ["classifier", "score"],
+  modulesToSave: [...SEQ_CLS_MODULES_TO_SAVE],
 };
-
-/** What PeftModelForSequenceClassification adds to any `modules_to_save`. */
-const SEQ_CLS_MODULES = ["classifier", "score"];
 
 export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
   const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
@@ -84,8 +82,13 @@ export function resolveLoraConfig(partial: Partial<LoraConfig> = {}): LoraConfig
   }
   if (!Array.isArray(c.modulesToSave) || !c.modulesToSave.every((m) => typeof m === "string"))
     throw bad("modulesToSave", c.modulesToSave, "a list of module names");
-  c.modulesToSave = [...new Set([...c.modulesToSave, ...SEQ_CLS_MODULES])];
+  c.modulesToSave = [...new Set([...c.modulesToSave, ...SEQ_CLS_MODULES_TO_SAVE])];
   return c;
+}
+
+/** The names of a module's LoRA tensors, A `[r, in]` and B `[out, r]` (PEFT's, unprefixed). */
+export function loraKeys(module: string): { a: string; b: string } {
+  return { a: `${module}.lora_A.weight`, b: `${module}.lora_B.weight` };
 }
 
 /** PEFT's rule: a string is a full-match regex; a list matches exact names or `.suffix`. */
@@ -126,7 +129,7 @@ export function exclusionReason(
   const saved = insideSaved(name, config.modulesToSave);
   if (saved !== undefined)
     return `inside modules_to_save "${saved}", which is trained fully and saved whole (PEFT puts no LoRA there)`;
-  if (name.startsWith("lm_head."))
+  if (isLmHead(name))
     return "part of the masked-LM head, which PEFT's EsmForSequenceClassification does not have";
   return undefined;
 }
@@ -313,8 +316,8 @@ export class LoraModel {
     const out = new Map<string, tf.Variable>();
     for (const [name, a] of this.adapters) {
       if (a.merged) continue;
-      out.set(`${name}.lora_A.weight`, a.aT);
-      out.set(`${name}.lora_B.weight`, a.bT);
+      out.set(loraKeys(name).a, a.aT);
+      out.set(loraKeys(name).b, a.bT);
     }
     for (const [key, v] of this.model.namedVariables()) if (this.isSaved(key)) out.set(key, v);
     return out;

@@ -19,15 +19,21 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { ConfigError, DataError, WeightsError } from "../errors";
 import { SeededRandom } from "../util/random";
-import type { EsmConfig } from "./config";
-import { attention, dense, recordingGradients } from "./fast-grad";
 import {
+  CLASSIFIER,
+  EMBEDDING,
+  FINAL_NORM,
   INV_FREQ_KEY,
-  initialValues,
+  isLmHead,
+  LAYER,
+  LM_HEAD,
+  layerPrefix,
   type ParamSpec,
   parameterSpecs,
-  toModelTensor,
-} from "./parameters";
+} from "./architecture";
+import type { EsmConfig } from "./config";
+import { attention, dense, recordingGradients } from "./fast-grad";
+import { initialValues, toModelTensor } from "./parameters";
 import type { LoadReport } from "./weights";
 
 /** A side path added to a Linear's output, e.g. a LoRA adapter `B(A(x)) * scale`. */
@@ -184,7 +190,7 @@ export class Esm2Model {
   ) {
     this.config = config;
     this.attention = options.attention ?? "auto";
-    const lmHead = options.lmHead ?? [...params.keys()].some((k) => k.startsWith("lm_head."));
+    const lmHead = options.lmHead ?? [...params.keys()].some(isLmHead);
     this.specs = parameterSpecs(config, { lmHead });
     const problems: string[] = [];
     for (const spec of this.specs) {
@@ -213,30 +219,30 @@ export class Esm2Model {
       new Linear(name, v2(`${name}.weight`), bias ? v1(`${name}.bias`) : null);
     const ln = (name: string) =>
       new LayerNorm(name, v1(`${name}.weight`), v1(`${name}.bias`), config.layerNormEps);
-    this.wordEmbeddings = v2("esm.embeddings.word_embeddings.weight");
+    this.wordEmbeddings = v2(EMBEDDING);
     this.invFreq = v1(INV_FREQ_KEY);
     this.layers = Array.from({ length: config.numHiddenLayers }, (_, i) => {
-      const p = `esm.encoder.layer.${i}`;
+      const p = layerPrefix(i);
       return {
-        attnNorm: ln(`${p}.attention.LayerNorm`),
-        query: lin(`${p}.attention.self.query`),
-        key: lin(`${p}.attention.self.key`),
-        value: lin(`${p}.attention.self.value`),
-        attnOut: lin(`${p}.attention.output.dense`),
-        ffnNorm: ln(`${p}.LayerNorm`),
-        ffnIn: lin(`${p}.intermediate.dense`),
-        ffnOut: lin(`${p}.output.dense`),
+        attnNorm: ln(`${p}${LAYER.attnNorm}`),
+        query: lin(`${p}${LAYER.query}`),
+        key: lin(`${p}${LAYER.key}`),
+        value: lin(`${p}${LAYER.value}`),
+        attnOut: lin(`${p}${LAYER.attnOut}`),
+        ffnNorm: ln(`${p}${LAYER.ffnNorm}`),
+        ffnIn: lin(`${p}${LAYER.ffnIn}`),
+        ffnOut: lin(`${p}${LAYER.ffnOut}`),
       };
     });
-    this.finalLayerNorm = ln("esm.encoder.emb_layer_norm_after");
-    this.classifierDense = lin("classifier.dense");
-    this.classifierOut = lin("classifier.out_proj");
+    this.finalLayerNorm = ln(FINAL_NORM);
+    this.classifierDense = lin(CLASSIFIER.dense);
+    this.classifierOut = lin(CLASSIFIER.outProj);
     this.lmHeadModule = lmHead
       ? {
-          dense: lin("lm_head.dense"),
-          layerNorm: ln("lm_head.layer_norm"),
-          decoder: config.tieWordEmbeddings ? null : lin("lm_head.decoder", false),
-          bias: v1("lm_head.bias"),
+          dense: lin(LM_HEAD.dense),
+          layerNorm: ln(LM_HEAD.layerNorm),
+          decoder: config.tieWordEmbeddings ? null : lin(LM_HEAD.decoder, false),
+          bias: v1(LM_HEAD.bias),
         }
       : null;
   }

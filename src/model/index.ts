@@ -1,4 +1,35 @@
-/** ESM-2 model: config, TensorFlow.js encoder and heads, checkpoints in and out. */
+/** ESM-2 model: its modules, config, TensorFlow.js encoder and heads, checkpoints in and out. */
+export {
+  CHECKPOINT_ONLY,
+  CLASSIFIER,
+  classificationLinears,
+  EMBEDDING,
+  encoderLinears,
+  encoderNorms,
+  FINAL_NORM,
+  groupOf,
+  HEAD_LINEARS,
+  headLinears,
+  INV_FREQ_KEY,
+  isClassifier,
+  isLmHead,
+  LAYER,
+  LAYER_LINEARS,
+  LAYER_NORMS,
+  LAYERS_PREFIX,
+  LINEAR_ROLES,
+  type LinearModule,
+  type LinearRole,
+  LM_HEAD,
+  layerLinear,
+  layerLinears,
+  layerPrefix,
+  type ParamGroup,
+  type ParamInit,
+  type ParamSpec,
+  parameterSpecs,
+  SEQ_CLS_MODULES_TO_SAVE,
+} from "./architecture";
 export {
   customEsmConfig,
   ESM2_PRESET_NAMES,
@@ -34,16 +65,7 @@ export {
   repoCacheDir,
   terminalProgress,
 } from "./hub";
-export {
-  defaultInvFreq,
-  INV_FREQ_KEY,
-  initialValues,
-  type ParamGroup,
-  type ParamInit,
-  type ParamSpec,
-  parameterSpecs,
-  toModelTensor,
-} from "./parameters";
+export { defaultInvFreq, initialValues, toModelTensor } from "./parameters";
 export {
   type CheckpointFiles,
   CheckpointSource,

@@ -1,77 +1,11 @@
 /**
- * The ESM-2 parameter table: every tensor of the Hugging Face state dict with its
- * shape, layout and initialisation. The model (esm2.ts), the checkpoint loader
- * (weights.ts) and adapters all read it, so names and shapes live in one place.
+ * Values for the parameter table of architecture.ts: fresh ones as transformers
+ * initialises them, the rotary frequencies, and tensors in the model's layout.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { SeededRandom } from "../util/random";
+import type { ParamSpec } from "./architecture";
 import { type EsmConfig, headDim } from "./config";
-
-export type ParamInit = "normal" | "zeros" | "ones" | "embedding" | "inv_freq";
-export type ParamGroup = "encoder" | "classifier" | "lm_head";
-
-/** One tensor of the Hugging Face state dict. */
-export interface ParamSpec {
-  /** Hugging Face key, `esm.`-prefixed as EsmForSequenceClassification saves it. */
-  key: string;
-  /** Shape in the Hugging Face layout (`[out, in]` for Linear weights). */
-  shape: number[];
-  /** A Linear weight: held transposed, `[in, out]`. */
-  linear: boolean;
-  init: ParamInit;
-  group: ParamGroup;
-  /** False for buffers (rotary `inv_freq`). */
-  trainable: boolean;
-}
-
-/** The key under which the rotary frequencies are held (transformers 5.x name). */
-export const INV_FREQ_KEY = "esm.rotary_embeddings.inv_freq";
-
-/** Every tensor the model holds, in a stable order. */
-export function parameterSpecs(config: EsmConfig, options: { lmHead: boolean }): ParamSpec[] {
-  const H = config.hiddenSize;
-  const I = config.intermediateSize;
-  const V = config.vocabSize;
-  const specs: ParamSpec[] = [];
-  const add = (key: string, shape: number[], init: ParamInit, group: ParamGroup) =>
-    specs.push({
-      key,
-      shape,
-      linear: init === "normal",
-      init,
-      group,
-      trainable: init !== "inv_freq",
-    });
-  const linear = (name: string, out: number, inp: number, group: ParamGroup, bias = true) => {
-    add(`${name}.weight`, [out, inp], "normal", group);
-    if (bias) add(`${name}.bias`, [out], "zeros", group);
-  };
-  const norm = (name: string, group: ParamGroup) => {
-    add(`${name}.weight`, [H], "ones", group);
-    add(`${name}.bias`, [H], "zeros", group);
-  };
-  add("esm.embeddings.word_embeddings.weight", [V, H], "embedding", "encoder");
-  add(INV_FREQ_KEY, [headDim(config) / 2], "inv_freq", "encoder");
-  for (let i = 0; i < config.numHiddenLayers; i++) {
-    const p = `esm.encoder.layer.${i}`;
-    norm(`${p}.attention.LayerNorm`, "encoder");
-    for (const m of ["query", "key", "value"]) linear(`${p}.attention.self.${m}`, H, H, "encoder");
-    linear(`${p}.attention.output.dense`, H, H, "encoder");
-    norm(`${p}.LayerNorm`, "encoder");
-    linear(`${p}.intermediate.dense`, I, H, "encoder");
-    linear(`${p}.output.dense`, H, I, "encoder");
-  }
-  norm("esm.encoder.emb_layer_norm_after", "encoder");
-  linear("classifier.dense", H, H, "classifier");
-  linear("classifier.out_proj", config.numLabels, H, "classifier");
-  if (options.lmHead) {
-    linear("lm_head.dense", H, H, "lm_head");
-    norm("lm_head.layer_norm", "lm_head");
-    if (!config.tieWordEmbeddings) linear("lm_head.decoder", V, H, "lm_head", false);
-    add("lm_head.bias", [V], "zeros", "lm_head");
-  }
-  return specs;
-}
 
 /** `inv_freq[i] = 1 / theta^(2i / head_dim)`, as transformers computes it. */
 export function defaultInvFreq(config: EsmConfig): Float32Array {

@@ -18,14 +18,19 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { WeightsError } from "../errors";
 import { SeededRandom } from "../util/random";
-import type { EsmConfig } from "./config";
 import {
+  CHECKPOINT_ONLY,
+  CLASSIFIER,
   INV_FREQ_KEY,
-  initialValues,
+  isLmHead,
+  LAYERS_PREFIX,
+  LM_HEAD,
+  layerPrefix,
   type ParamSpec,
   parameterSpecs,
-  toModelTensor,
-} from "./parameters";
+} from "./architecture";
+import type { EsmConfig } from "./config";
+import { initialValues, toModelTensor } from "./parameters";
 import { FLOAT_DTYPES, type SafetensorsDtype } from "./safetensors";
 
 /** Read access to a checkpoint's tensors (one safetensors file, or several shards). */
@@ -67,8 +72,13 @@ export type MappedKey =
   | { kind: "passthrough"; key: string };
 
 const BARE_PREFIXES = ["embeddings.", "encoder.", "pooler.", "contact_head.", "rotary_embeddings."];
-const INV_FREQ_LAYER =
-  /^esm\.encoder\.layer\.(\d+|\*)\.attention\.self\.rotary_embeddings\.inv_freq$/;
+/** The layer of a per-layer inv_freq key ("*": transformers 5.x's wildcard), if it is one. */
+function invFreqLayer(k: string): string | undefined {
+  const suffix = `.${CHECKPOINT_ONLY.layerInvFreq}`;
+  if (!k.startsWith(LAYERS_PREFIX) || !k.endsWith(suffix)) return undefined;
+  const layer = k.slice(LAYERS_PREFIX.length, -suffix.length);
+  return /^(\d+|\*)$/.test(layer) ? layer : undefined;
+}
 
 /** Map one checkpoint key to the model's key (or say why it is not one). */
 export function mapCheckpointKey(raw: string, config: EsmConfig): MappedKey {
@@ -78,21 +88,21 @@ export function mapCheckpointKey(raw: string, config: EsmConfig): MappedKey {
     .replace(/LayerNorm\.gamma$/, "LayerNorm.weight")
     .replace(/LayerNorm\.beta$/, "LayerNorm.bias");
   if (k === INV_FREQ_KEY) return { kind: "param", key: INV_FREQ_KEY, priority: 0 };
-  const layer = INV_FREQ_LAYER.exec(k);
-  if (layer) {
+  const layer = invFreqLayer(k);
+  if (layer !== undefined) {
     // transformers uses the first layer's (they are all equal in real checkpoints).
-    const priority = layer[1] === "*" ? 1 : 2 + Number(layer[1]);
+    const priority = layer === "*" ? 1 : 2 + Number(layer);
     return { kind: "param", key: INV_FREQ_KEY, priority };
   }
   if (
     k.endsWith(".position_ids") ||
-    k === "esm.embeddings.position_embeddings.weight" ||
-    k.startsWith("esm.pooler.") ||
-    (k === "lm_head.decoder.weight" && config.tieWordEmbeddings)
+    k === CHECKPOINT_ONLY.positionEmbeddings ||
+    k.startsWith(CHECKPOINT_ONLY.pooler) ||
+    (k === `${LM_HEAD.decoder}.weight` && config.tieWordEmbeddings)
   ) {
     return { kind: "ignored" };
   }
-  if (k.startsWith("esm.contact_head.")) return { kind: "passthrough", key: k };
+  if (k.startsWith(CHECKPOINT_ONLY.contactHead)) return { kind: "passthrough", key: k };
   return { kind: "param", key: k, priority: 0 };
 }
 
@@ -130,7 +140,7 @@ export function loadParameters(
       } else ignored.push(raw);
     }
   }
-  const lmHead = [...found.keys()].some((k) => k.startsWith("lm_head."));
+  const lmHead = [...found.keys()].some(isLmHead);
   const specs = parameterSpecs(config, { lmHead });
   const specByKey = new Map(specs.map((s) => [s.key, s]));
   for (const key of found.keys()) if (!specByKey.has(key)) unknown.push(found.get(key)!.raw);
@@ -157,7 +167,7 @@ export function loadParameters(
         continue;
       }
       const hint =
-        spec.key === "classifier.out_proj.weight"
+        spec.key === `${CLASSIFIER.outProj}.weight`
           ? ` (the checkpoint has ${info.shape[0]} labels: set numLabels to match, or ignoreMismatchedSizes to re-initialise the classifier)`
           : "";
       mismatched.push(`${hit.raw}: expected ${fmt(spec.shape)}, found ${fmt(info.shape)}${hint}`);
@@ -258,7 +268,7 @@ export function stateDict(
     if (spec.group === "lm_head" && options.lmHead === false) continue;
     if (spec.key === INV_FREQ_KEY) {
       for (let i = 0; i < model.config.numHiddenLayers; i++) {
-        out.set(`esm.encoder.layer.${i}.attention.self.rotary_embeddings.inv_freq`, {
+        out.set(`${layerPrefix(i)}${CHECKPOINT_ONLY.layerInvFreq}`, {
           shape: spec.shape,
           data: read(spec),
         });

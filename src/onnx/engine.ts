@@ -1,35 +1,39 @@
 /**
- * The onnx engine: ESM-2 forward passes and LoRA / full training steps run by
- * onnxruntime's native CPU kernels instead of tfjs, on the same weights (read from the
- * model's tf.Variables) and with the same results within float32 rounding. The tfjs
- * model stays the owner of every weight: optimizers, checkpoints, adapters and saving
- * are unchanged; this class only computes logits, losses and gradients.
+ * The onnx engine (an EsmEngine, src/engine/engine.ts): ESM-2 forward passes and LoRA /
+ * full training steps run by onnxruntime's native CPU kernels instead of tfjs, on the
+ * same weights (read from the model's tf.Variables) and with the same results within
+ * float32 rounding. The tfjs model stays the owner of every weight: optimizers,
+ * checkpoints, adapters and saving are unchanged; this class only computes logits,
+ * hidden states, losses and gradients.
  *
  * Gradient checkpointing: without it one graph runs forward and backward and
  * onnxruntime keeps every activation it needs; with it, the forward pass keeps only each
  * layer's input, and each layer's backward graph recomputes that layer first.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { MicroBatch, StepOptions, StepResult, TokenBatch } from "../engine/engine";
-import { checkLabels } from "../engine/task";
+import {
+  checkTokenBatch,
+  type EsmEngine,
+  type MicroBatch,
+  requireCapabilities,
+  type StepOptions,
+  type StepResult,
+  type TokenBatch,
+} from "../engine/engine";
+import { checkLabels, DEFAULT_TASK } from "../engine/task";
 import { ConfigError } from "../errors";
-import type { LoraModel } from "../lora/lora";
+import { type LoraModel, loraKeys } from "../lora/lora";
+import {
+  classificationLinears,
+  EMBEDDING,
+  encoderNorms,
+  FINAL_NORM,
+  isClassifier,
+  layerPrefix,
+} from "../model/architecture";
 import { type Esm2Model, MASK_VALUE } from "../model/esm2";
 import { SeededRandom } from "../util/random";
-import {
-  dropoutMaskName,
-  EMBEDDING,
-  EsmGraph,
-  FINAL_NORM,
-  type GraphPlan,
-  HEAD_LINEARS,
-  IN,
-  LAYER_LINEARS,
-  LAYER_NORMS,
-  layerPrefix,
-  type ModulePlan,
-  OUT,
-} from "./esm-graph";
+import { dropoutMaskName, EsmGraph, type GraphPlan, IN, type ModulePlan, OUT } from "./esm-graph";
 import { GraphBuilder } from "./graph";
 import { boolScalar, floatTensor, int32Tensor, OrtSession, type OrtTensor } from "./runtime";
 
@@ -48,7 +52,8 @@ interface BatchTables {
   L: number;
 }
 
-export class OnnxEsmEngine {
+export class OnnxEsmEngine implements EsmEngine {
+  readonly name = "onnx";
   readonly threads: number;
   private readonly sessions = new Map<string, OrtSession>();
   private readonly weightCache = new WeakMap<object, OrtTensor>();
@@ -80,6 +85,26 @@ export class OnnxEsmEngine {
     return out[OUT.logits]!.data as Float32Array;
   }
 
+  /** The last hidden state `[B * L * H]` (row-major) for a batch; no gradients. */
+  lastHiddenState(batch: TokenBatch): Float32Array {
+    this.vars = undefined;
+    const plan = this.plan(new Set(), false);
+    const session = this.session(`hidden:${signature(plan)}`, () => {
+      const eg = new EsmGraph("esm2_hidden", plan);
+      let h = eg.embed();
+      for (let i = 0; i < plan.config.numHiddenLayers; i++) h = eg.layer(i, h).out;
+      eg.g.output(OUT.lastHidden, eg.lastHiddenState(h), "float", [
+        "B",
+        "L",
+        plan.config.hiddenSize,
+      ]);
+      return eg.g.build();
+    });
+    const t = this.tables(batch);
+    const out = session.run({ ...t.feeds, ...this.weightFeeds(session, new Set()) });
+    return out[OUT.lastHidden]!.data as Float32Array;
+  }
+
   /**
    * Hidden states `[B, L, H]` (row-major) numbered as transformers' `EsmModel`
    * `hidden_states`: 0 is the embeddings output (token-dropout scaled, padding zeroed),
@@ -94,13 +119,14 @@ export class OnnxEsmEngine {
         { layer, numHiddenLayers: n },
       );
     }
+    if (layer === n) return this.lastHiddenState(batch);
     this.vars = undefined;
     const plan = this.plan(new Set(), false);
     const session = this.session(`hidden:${layer}:${signature(plan)}`, () => {
       const eg = new EsmGraph("esm2_hidden", plan);
       let h = eg.embed();
       for (let i = 0; i < layer; i++) h = eg.layer(i, h).out;
-      eg.g.output(OUT.hidden, layer === n ? eg.lastHiddenState(h) : h, "float", null);
+      eg.g.output(OUT.hidden, h, "float", null);
       return eg.g.build();
     });
     const t = this.tables(batch);
@@ -118,12 +144,10 @@ export class OnnxEsmEngine {
     options: StepOptions = {},
   ): StepResult {
     this.vars = undefined;
+    requireCapabilities(this.name, { task: options.task ?? DEFAULT_TASK });
     const names = new Set(params.keys());
     if (names.has(EMBEDDING)) {
-      throw new ConfigError(
-        "The onnx engine does not train the word embeddings; freeze them or use the tfjs engine",
-        { param: EMBEDDING },
-      );
+      requireCapabilities(this.name, { trainsEmbeddings: true }, { param: EMBEDDING });
     }
     const lora = this.options.lora;
     const training = lora ? lora.training : false;
@@ -382,12 +406,7 @@ export class OnnxEsmEngine {
   private tables(batch: TokenBatch): BatchTables {
     const { batchSize: B, seqLen: L } = batch;
     const c = this.model.config;
-    if (batch.inputIds.length !== B * L || batch.attentionMask.length !== B * L) {
-      throw new ConfigError(
-        `A batch of ${B} x ${L} needs ${B * L} ids and mask values; got ${batch.inputIds.length} and ${batch.attentionMask.length}`,
-        { batchSize: B, seqLen: L },
-      );
-    }
+    checkTokenBatch(batch, c.vocabSize);
     const ids = new Int32Array(B * L);
     const rowScale = new Float32Array(B * L);
     const addMask = new Float32Array(B * L);
@@ -396,11 +415,6 @@ export class OnnxEsmEngine {
       let masked = 0;
       for (let l = 0; l < L; l++) {
         const id = batch.inputIds[b * L + l]!;
-        if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) {
-          throw new ConfigError(`Token id ${id} at [${b}, ${l}] is not in [0, ${c.vocabSize})`, {
-            id,
-          });
-        }
         ids[b * L + l] = id;
         const m = batch.attentionMask[b * L + l]! ? 1 : 0;
         real += m;
@@ -455,11 +469,11 @@ export class OnnxEsmEngine {
     const lora = this.options.lora;
     if (!lora) return out;
     const p = lora.config.dropout;
-    for (const module of moduleOrder(plan.config.numHiddenLayers)) {
+    for (const { name: module } of classificationLinears(plan.config)) {
       const mp = plan.modules.get(module);
       if (!mp?.lora?.dropout) continue;
-      const inF = this.shapeOf(`${module}.lora_A.weight`)[0]!;
-      const rows = isHeadModule(module) ? B : B * L;
+      const inF = this.shapeOf(loraKeys(module).a)[0]!;
+      const rows = isClassifier(module) ? B : B * L;
       const r = new SeededRandom((rng ?? lora.dropoutRng).int(2 ** 31));
       const mask = new Float32Array(rows * inF);
       const keep = Math.fround(1 / (1 - p));
@@ -473,11 +487,12 @@ export class OnnxEsmEngine {
   private plan(trainable: Set<string>, training: boolean): GraphPlan {
     const lora = this.options.lora;
     const modules = new Map<string, ModulePlan>();
-    for (const module of moduleOrder(this.model.config.numHiddenLayers)) {
+    for (const m of classificationLinears(this.model.config)) {
+      const module = m.name;
       const adapter = lora?.adapters.get(module);
       const active = adapter && !adapter.merged;
       modules.set(module, {
-        hasBias: true,
+        hasBias: m.bias,
         trainable: trainable.has(`${module}.weight`) || trainable.has(`${module}.bias`),
         lora: active
           ? {
@@ -488,13 +503,10 @@ export class OnnxEsmEngine {
           : null,
       });
     }
-    const norms = new Set<string>();
-    for (let i = 0; i < this.model.config.numHiddenLayers; i++) {
-      for (const n of LAYER_NORMS) norms.add(`${layerPrefix(i)}${n}`);
-    }
-    norms.add(FINAL_NORM);
     const trainableNorms = new Set(
-      [...norms].filter((n) => trainable.has(`${n}.weight`) || trainable.has(`${n}.bias`)),
+      encoderNorms(this.model.config).filter(
+        (n) => trainable.has(`${n}.weight`) || trainable.has(`${n}.bias`),
+      ),
     );
     return { config: this.model.config, modules, trainableNorms };
   }
@@ -519,35 +531,22 @@ export function headGroupsFor(heads: number, batch: number, length: number): num
   return heads;
 }
 
-function isHeadModule(module: string): boolean {
-  return (HEAD_LINEARS as readonly string[]).includes(module);
-}
-
-/** Linear modules in forward order (layers, then the classifier). */
-function moduleOrder(layers: number): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < layers; i++) for (const m of LAYER_LINEARS) out.push(`${layerPrefix(i)}${m}`);
-  out.push(...HEAD_LINEARS);
-  return out;
-}
-
 /** A stable key for the parts of a plan a graph depends on (a layer, the head, or all). */
 function signature(plan: GraphPlan, part?: number | "head"): string {
-  const pick = (prefix: string, relative: boolean) => {
+  const pick = (keep: (name: string) => boolean, prefix = "") => {
     const mods = [...plan.modules]
-      .filter(([k]) => k.startsWith(prefix))
-      .map(([k, v]) => [relative ? k.slice(prefix.length) : k, v]);
-    const norms = [...plan.trainableNorms]
-      .filter((k) => k.startsWith(prefix))
-      .map((k) => (relative ? k.slice(prefix.length) : k));
+      .filter(([k]) => keep(k))
+      .map(([k, v]) => [k.slice(prefix.length), v]);
+    const norms = [...plan.trainableNorms].filter(keep).map((k) => k.slice(prefix.length));
     return JSON.stringify([mods, norms]);
   };
   const c = plan.config;
   const shape = `g${plan.headGroups ?? 1}/${c.hiddenSize}/${c.numAttentionHeads}/${c.intermediateSize}/${c.numLabels}/${c.vocabSize}/${c.layerNormEps}`;
-  if (part === undefined) return `${shape}:${pick("", false)}`;
+  if (part === undefined) return `${shape}:${pick(() => true)}`;
   if (part === "head")
-    return `${shape}:${pick("classifier.", false)}:${plan.trainableNorms.has(FINAL_NORM)}`;
-  return `${shape}:${pick(layerPrefix(part), true)}`;
+    return `${shape}:${pick(isClassifier)}:${plan.trainableNorms.has(FINAL_NORM)}`;
+  const prefix = layerPrefix(part);
+  return `${shape}:${pick((k) => k.startsWith(prefix), prefix)}`;
 }
 
 function alias(key: string, i: number): string {

@@ -24,9 +24,22 @@
  *   rotary  y = x cos + rot(x) sin, rot([a, b]) = [-b, a]: dx = dy cos - rot(dy sin)
  *   loss    -sum(W log_softmax(z)), W = weighted one-hot rows: dz = softmax(z) rowsum(W) - W
  */
+
+import { loraKeys } from "../lora/lora";
+import {
+  EMBEDDING,
+  FINAL_NORM,
+  headLinears,
+  INV_FREQ_KEY,
+  isClassifier,
+  LAYER,
+  type LinearModule,
+  type LinearRole,
+  layerLinear,
+  layerPrefix,
+} from "../model/architecture";
 import type { EsmConfig } from "../model/config";
 import { MASK_VALUE } from "../model/esm2";
-import { INV_FREQ_KEY } from "../model/parameters";
 import { floatAttr, GraphBuilder } from "./graph";
 import { DType } from "./proto";
 import { int8MatMul, int8ScaleName, int8WeightName } from "./quantize";
@@ -78,19 +91,6 @@ export interface GraphPlan {
   headGroups?: number;
 }
 
-export const LAYER_LINEARS = [
-  "attention.self.query",
-  "attention.self.key",
-  "attention.self.value",
-  "attention.output.dense",
-  "intermediate.dense",
-  "output.dense",
-] as const;
-export const LAYER_NORMS = ["attention.LayerNorm", "LayerNorm"] as const;
-export const HEAD_LINEARS = ["classifier.dense", "classifier.out_proj"] as const;
-export const FINAL_NORM = "esm.encoder.emb_layer_norm_after";
-export const EMBEDDING = "esm.embeddings.word_embeddings.weight";
-
 /** Input names of per-batch tables. */
 export const IN = {
   ids: "input_ids",
@@ -109,6 +109,7 @@ export const TOKEN_MASK = "attention_mask";
 
 export const OUT = {
   logits: "logits",
+  lastHidden: "last_hidden_state",
   loss: "loss",
   hidden: "hidden_out",
   dHidden: "d_hidden_in",
@@ -122,10 +123,6 @@ export function dropoutMaskName(module: string): string {
 /** The output name of a gradient. */
 export function gradName(param: string): string {
   return `grad:${param}`;
-}
-
-export function layerPrefix(i: number): string {
-  return `esm.encoder.layer.${i}.`;
 }
 
 interface LinearSaved {
@@ -171,7 +168,6 @@ export class EsmGraph {
   private readonly H: number;
   private readonly nh: number;
   private readonly hd: number;
-  private readonly I: number;
   private readonly eps: number;
   private shapes?: { b: string; l: string; bl: string; blnh: string; blh: string };
   private tables?: { ids: string; rowScale: string; addMask: string; cos: string; sin: string };
@@ -188,7 +184,6 @@ export class EsmGraph {
     this.H = c.hiddenSize;
     this.nh = c.numAttentionHeads;
     this.hd = c.hiddenSize / c.numAttentionHeads;
-    this.I = c.intermediateSize;
     this.eps = c.layerNormEps;
   }
 
@@ -295,13 +290,9 @@ export class EsmGraph {
 
   // ---- building blocks ----
 
-  private linear(
-    module: string,
-    inF: number,
-    outF: number,
-    x: string,
-  ): { y: string; s: LinearSaved } {
+  private linear(m: LinearModule, x: string): { y: string; s: LinearSaved } {
     const g = this.g;
+    const { name: module, inFeatures: inF, outFeatures: outF } = m;
     const p = this.modulePlan(module);
     let y: string;
     if (p.int8) {
@@ -318,13 +309,13 @@ export class EsmGraph {
     const s: LinearSaved = { x };
     if (p.lora) {
       const r = p.lora.rank;
-      const aT = this.param(`${module}.lora_A.weight`, [inF, r]);
-      const bT = this.param(`${module}.lora_B.weight`, [r, outF]);
+      const aT = this.param(loraKeys(module).a, [inF, r]);
+      const bT = this.param(loraKeys(module).b, [r, outF]);
       const u = p.lora.dropout
         ? g.op("Mul", [
             x,
             g.input(this.names(dropoutMaskName(module)), "float", [
-              module.startsWith("classifier.") ? "B" : "N",
+              isClassifier(module) ? "B" : "N",
               inF,
             ]),
           ])
@@ -351,12 +342,13 @@ export class EsmGraph {
     }
     let dx = wantDx ? g.op("Gemm", [dy, w], { transB: 1 }) : null;
     if (p.lora) {
-      const aT = this.names(`${module}.lora_A.weight`);
-      const bT = this.names(`${module}.lora_B.weight`);
+      const keys = loraKeys(module);
+      const aT = this.names(keys.a);
+      const bT = this.names(keys.b);
       const alpha = { alpha: floatAttr(p.lora.scaling) };
-      this.grad(`${module}.lora_B.weight`, g.op("Gemm", [s.a!, dy], { transA: 1, ...alpha }));
+      this.grad(keys.b, g.op("Gemm", [s.a!, dy], { transA: 1, ...alpha }));
       const da = g.op("Gemm", [dy, bT], { transB: 1, ...alpha }); // [N, r]
-      this.grad(`${module}.lora_A.weight`, g.op("Gemm", [s.u!, da], { transA: 1 }));
+      this.grad(keys.a, g.op("Gemm", [s.u!, da], { transA: 1 }));
       if (wantDx) {
         let du = g.op("Gemm", [da, aT], { transB: 1 }); // [N, in]
         if (p.lora.dropout) du = g.op("Mul", [du, this.names(dropoutMaskName(module))]);
@@ -436,15 +428,16 @@ export class EsmGraph {
   layer(i: number, h: string): { out: string; s: LayerSaved } {
     const g = this.g;
     const P = layerPrefix(i);
-    const { H, I } = this;
+    const H = this.H;
+    const m = (role: LinearRole) => layerLinear(this.plan.config, i, role);
     const { cos, sin } = this.rope();
     const d = this.dims();
     const rotate = (x4: string) =>
       g.op("Add", [g.op("Mul", [x4, cos]), g.op("Mul", [this.rotateHalf(x4), sin])]);
-    const n1 = this.norm(`${P}attention.LayerNorm`, h);
-    const q = this.linear(`${P}attention.self.query`, H, H, n1.y);
-    const k = this.linear(`${P}attention.self.key`, H, H, n1.y);
-    const v = this.linear(`${P}attention.self.value`, H, H, n1.y);
+    const n1 = this.norm(`${P}${LAYER.attnNorm}`, h);
+    const q = this.linear(m("query"), n1.y);
+    const k = this.linear(m("key"), n1.y);
+    const v = this.linear(m("value"), n1.y);
     const heads = [0, 2, 1, 3];
     const qs = g.op("Mul", [q.y, g.f32([this.hd ** -0.5])]);
     const qh = g.op("Transpose", [rotate(g.op("Reshape", [qs, d.blnh]))], { perm: heads });
@@ -461,13 +454,13 @@ export class EsmGraph {
     });
     const c = this.joinHeads(ps.map((pj, j) => g.op("MatMul", [pj, vs1[j]!]))); // [B, nh, L, hd]
     const c2 = g.op("Reshape", [g.op("Transpose", [c], { perm: heads }), g.i64([-1, H])]);
-    const o = this.linear(`${P}attention.output.dense`, H, H, c2);
+    const o = this.linear(m("attnOut"), c2);
     const h1 = g.op("Add", [h, o.y]);
-    const n2 = this.norm(`${P}LayerNorm`, h1);
-    const fi = this.linear(`${P}intermediate.dense`, H, I, n2.y);
+    const n2 = this.norm(`${P}${LAYER.ffnNorm}`, h1);
+    const fi = this.linear(m("ffnIn"), n2.y);
     const erf = g.op("Erf", [g.op("Mul", [fi.y, g.f32([Math.SQRT1_2])])]);
     const gelu = g.op("Mul", [g.op("Mul", [fi.y, g.f32([0.5])]), g.op("Add", [erf, g.f32([1])])]);
-    const fo = this.linear(`${P}output.dense`, I, H, gelu);
+    const fo = this.linear(m("ffnOut"), gelu);
     const out = g.op("Add", [h1, fo.y]);
     return {
       out,
@@ -501,7 +494,7 @@ export class EsmGraph {
     const heads = [0, 2, 1, 3];
     const swap = [0, 1, 3, 2];
     // FFN
-    const dgelu = this.linearBack(`${P}output.dense`, s.fo, dOut, true)!;
+    const dgelu = this.linearBack(`${P}${LAYER.ffnOut}`, s.fo, dOut, true)!;
     const pdf = g.op("Mul", [
       g.op("Exp", [g.op("Mul", [g.op("Mul", [s.y, s.y]), g.f32([-0.5])])]),
       g.f32([1 / Math.sqrt(2 * Math.PI)]),
@@ -511,10 +504,10 @@ export class EsmGraph {
       g.op("Mul", [s.y, pdf]),
     ]);
     const dy = g.op("Mul", [dgelu, dgeluDy]);
-    const dn2 = this.linearBack(`${P}intermediate.dense`, s.fi, dy, true)!;
-    const dh1 = g.op("Add", [dOut, this.normBack(`${P}LayerNorm`, s.n2, dn2)]);
+    const dn2 = this.linearBack(`${P}${LAYER.ffnIn}`, s.fi, dy, true)!;
+    const dh1 = g.op("Add", [dOut, this.normBack(`${P}${LAYER.ffnNorm}`, s.n2, dn2)]);
     // attention
-    const dc2 = this.linearBack(`${P}attention.output.dense`, s.o, dh1, true)!;
+    const dc2 = this.linearBack(`${P}${LAYER.attnOut}`, s.o, dh1, true)!;
     const dC = g.op("Transpose", [g.op("Reshape", [dc2, d.blnh])], { perm: heads });
     const dCs = this.heads(dC);
     const dQs: string[] = [];
@@ -540,11 +533,11 @@ export class EsmGraph {
     const dq = g.op("Mul", [unrotate(dQ), g.f32([this.hd ** -0.5])]);
     const dk = unrotate(dK);
     const dv = g.op("Reshape", [g.op("Transpose", [dV], { perm: heads }), g.i64([-1, this.H])]);
-    const dxq = this.linearBack(`${P}attention.self.query`, s.q, dq, true)!;
-    const dxk = this.linearBack(`${P}attention.self.key`, s.k, dk, true)!;
-    const dxv = this.linearBack(`${P}attention.self.value`, s.v, dv, true)!;
+    const dxq = this.linearBack(`${P}${LAYER.query}`, s.q, dq, true)!;
+    const dxk = this.linearBack(`${P}${LAYER.key}`, s.k, dk, true)!;
+    const dxv = this.linearBack(`${P}${LAYER.value}`, s.v, dv, true)!;
     const dn1 = g.op("Add", [g.op("Add", [dxq, dxk]), dxv]);
-    return g.op("Add", [dh1, this.normBack(`${P}attention.LayerNorm`, s.n1, dn1)]);
+    return g.op("Add", [dh1, this.normBack(`${P}${LAYER.attnNorm}`, s.n1, dn1)]);
   }
 
   /** The final LayerNorm: `[N, H]` rows -> the last hidden state `[B, L, H]`. */
@@ -556,17 +549,17 @@ export class EsmGraph {
   head(h: string): { logits: string; back: (dLogits: string, wantDh: boolean) => string | null } {
     const g = this.g;
     const H = this.H;
-    const C = this.plan.config.numLabels;
     const d = this.dims();
+    const [denseM, outM] = headLinears(this.plan.config) as [LinearModule, LinearModule];
     const fn = this.norm(FINAL_NORM, h);
     const cls = g.op("Gather", [g.op("Reshape", [fn.y, d.blh]), g.i64([0], [])], { axis: 1 }); // [B, H]
-    const dense = this.linear("classifier.dense", H, H, cls);
+    const dense = this.linear(denseM, cls);
     const t = g.op("Tanh", [dense.y]);
-    const out = this.linear("classifier.out_proj", H, C, t);
+    const out = this.linear(outM, t);
     const back = (dLogits: string, wantDh: boolean) => {
-      const dt = this.linearBack("classifier.out_proj", out.s, dLogits, true)!;
+      const dt = this.linearBack(outM.name, out.s, dLogits, true)!;
       const dd = g.op("Mul", [dt, g.op("Sub", [g.f32([1]), g.op("Mul", [t, t])])]);
-      const dcls = this.linearBack("classifier.dense", dense.s, dd, wantDh);
+      const dcls = this.linearBack(denseM.name, dense.s, dd, wantDh);
       const normTrains = this.plan.trainableNorms.has(FINAL_NORM);
       if (!wantDh && !normTrains) return null;
       // Place d<cls> at position 0 of every sequence, zeros elsewhere.

@@ -7,11 +7,9 @@ export {
 export { loadOrt, OrtSession, ortUnavailableReason } from "./runtime";
 export {
   checkThreads,
+  createEngine,
   defaultThreads,
-  ENGINE_CHOICES,
-  type EngineChoice,
   type EngineDecision,
-  type EngineName,
   parseEngineChoice,
   resolveEngine,
 } from "./select";

@@ -1,17 +1,26 @@
 /**
- * Which engine computes forward passes and gradients: "onnx" (onnxruntime's native CPU
- * kernels, see engine.ts) or "tfjs" (the TensorFlow.js model itself, on whatever
- * backend is active). "auto" takes onnx when onnxruntime-node loads and TensorFlow.js
- * runs on wasm or cpu; with tfjs-node(-gpu) installed, TensorFlow.js is native (and
- * possibly on a GPU) and stays in charge.
+ * Which engine computes forward passes and gradients (src/engine/engine.ts): "onnx"
+ * (onnxruntime's native CPU kernels, see engine.ts) or "tfjs" (the TensorFlow.js model
+ * itself, on whatever backend is active). "auto" takes onnx when onnxruntime-node loads
+ * and TensorFlow.js runs on wasm or cpu; with tfjs-node(-gpu) installed, TensorFlow.js
+ * is native (and possibly on a GPU) and stays in charge. `createEngine` makes the one
+ * chosen: the trainer and the predictor get it from here.
  */
 import * as os from "node:os";
+import {
+  ENGINE_CHOICES,
+  type EngineChoice,
+  type EngineName,
+  type EngineNeeds,
+  type EsmEngine,
+  requireCapabilities,
+} from "../engine/engine";
+import { TfjsEngine } from "../engine/tfjs-engine";
 import { ConfigError } from "../errors";
+import type { LoraModel } from "../lora/lora";
+import type { Esm2Model } from "../model/esm2";
+import { OnnxEsmEngine } from "./engine";
 import { loadOrt, ortUnavailableReason } from "./runtime";
-
-export const ENGINE_CHOICES = ["auto", "onnx", "tfjs"] as const;
-export type EngineChoice = (typeof ENGINE_CHOICES)[number];
-export type EngineName = Exclude<EngineChoice, "auto">;
 
 export function parseEngineChoice(value: string, origin: string): EngineChoice {
   if ((ENGINE_CHOICES as readonly string[]).includes(value)) return value as EngineChoice;
@@ -66,6 +75,23 @@ export function resolveEngine(
     name: "onnx",
     reason: `engine onnx (auto: onnxruntime-node ${ort.version}; TensorFlow.js is on ${backendName})`,
   };
+}
+
+/**
+ * The engine `name` on `model` (its LoRA adapters, if any, take part): the onnx engine
+ * with `threads` onnxruntime threads, or the tfjs engine. What the caller `needs` of it
+ * (a task, an int8 base, ...) is checked first: an engine that lacks it is refused with
+ * a ConfigError naming the engine that has it (ENGINE_CAPABILITIES).
+ */
+export function createEngine(
+  name: EngineName,
+  model: Esm2Model,
+  options: { lora?: LoraModel; threads?: number; needs?: EngineNeeds } = {},
+): EsmEngine {
+  requireCapabilities(name, options.needs ?? {});
+  return name === "onnx"
+    ? new OnnxEsmEngine(model, { lora: options.lora, threads: options.threads })
+    : new TfjsEngine(model);
 }
 
 /** Default onnxruntime threads: every core Node may use (as PyTorch's default). */

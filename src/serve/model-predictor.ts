@@ -6,20 +6,16 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../backend";
+import type { EngineChoice, EngineName, EsmEngine } from "../engine/engine";
+import { planPasses } from "../engine/passes";
 import { ConfigError } from "../errors";
 import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
 import type { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
+import { createEmbedder, type Embedder } from "../onnx/embedder";
 import { OnnxEsmEngine } from "../onnx/engine";
-import {
-  checkThreads,
-  defaultThreads,
-  type EngineChoice,
-  type EngineName,
-  resolveEngine,
-} from "../onnx/select";
+import { checkThreads, createEngine, defaultThreads, resolveEngine } from "../onnx/select";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
 import type { ClassProbabilities, EmbeddingRequest, Predictor } from "./predictor";
 
@@ -40,9 +36,9 @@ export interface EsmPredictor extends Predictor {
   readonly tokenizer: EsmTokenizer;
   /** The engine in use. */
   readonly engineName: EngineName;
-  /** The onnx engine when it runs the forward passes. */
-  readonly onnx?: OnnxEsmEngine;
-  /** Pooled embeddings (src/embed), computed by the onnx engine whichever engine classifies. */
+  /** The engine that runs the forward passes (on `model`). */
+  readonly engine: EsmEngine;
+  /** Pooled embeddings (src/onnx/embedder.ts), computed by the onnx engine whichever engine classifies. */
   embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]>;
   readonly numLayers: number;
   dispose(): void;
@@ -90,11 +86,11 @@ export async function loadEsmPredictor(
     ? await EsmTokenizer.fromDirectory(dir)
     : new EsmTokenizer();
   const maxLength = options.maxLength ?? tokenizer.modelMaxLength ?? 1024;
-  const onnx = decision.name === "onnx" ? new OnnxEsmEngine(model, { threads }) : undefined;
+  const engine = createEngine(decision.name, model, { threads });
   const n = model.config.numLabels;
   const labels = Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? String(i));
   // Embeddings share the onnx engine (made here when the tfjs engine classifies).
-  let embedder: import("../embed/embedder").Embedder | undefined;
+  let embedder: Embedder | undefined;
   let embedEngine: OnnxEsmEngine | undefined;
   return {
     model,
@@ -118,22 +114,14 @@ export async function loadEsmPredictor(
             0,
           ),
         );
-        if (onnx) {
-          const logits = onnx.logits({
-            inputIds: inputIds.flat(),
-            attentionMask: attentionMask.flat(),
-            batchSize: part.length,
-            seqLen: pass.width,
-          });
-          for (let b = 0; b < part.length; b++) {
-            out.push({ labels, probabilities: softmax(logits.subarray(b * n, (b + 1) * n)) });
-          }
-        } else {
-          const probs = tf.tidy(() => {
-            const o = model.forward({ inputIds, attentionMask });
-            return tf.softmax(o.logits).arraySync() as number[][];
-          });
-          for (const p of probs) out.push({ labels, probabilities: p });
+        const logits = engine.logits({
+          inputIds: inputIds.flat(),
+          attentionMask: attentionMask.flat(),
+          batchSize: part.length,
+          seqLen: pass.width,
+        });
+        for (let b = 0; b < part.length; b++) {
+          out.push({ labels, probabilities: softmax(logits.subarray(b * n, (b + 1) * n)) });
         }
       }
       return out;
@@ -141,67 +129,30 @@ export async function loadEsmPredictor(
     numLayers: model.config.numHiddenLayers,
     async embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]> {
       if (!embedder) {
-        const { createEmbedder } = await import("../embed/embedder");
-        embedEngine = onnx ?? new OnnxEsmEngine(model, { threads });
+        embedEngine =
+          engine instanceof OnnxEsmEngine ? engine : new OnnxEsmEngine(model, { threads });
         embedder = createEmbedder(model, { tokenizer, maxLength, engine: embedEngine });
       }
       return embedder.embed(sequences, request).map((e) => e.embedding);
     },
     engineName: decision.name,
-    onnx,
+    engine,
     dispose() {
-      onnx?.dispose();
-      if (embedEngine !== onnx) embedEngine?.dispose();
+      engine.dispose();
+      if (embedEngine !== engine) embedEngine?.dispose();
       model.dispose();
     },
   };
 }
 
-/**
- * Shapes of the forward passes, chosen in this one place to bound memory. onnxruntime's
- * arena keeps the largest blocks it has needed, and a new shape can need new blocks, so
- * with free-form shapes a server's memory grows with every new mix of lengths. Rows are
- * padded to the next multiple of LENGTH_BUCKET tokens (at most the model's max length),
- * so shapes repeat; and a batch is run in passes of consecutive rows small enough that
- * rows x length^2 (the size of the attention scores) stays within ATTENTION_BUDGET, so
- * the largest block needed does not depend on how many long sequences arrive together.
- * Padding is masked out: a row's answer does not depend on its pass.
- */
-export const LENGTH_BUCKET = 64;
-/** Most rows x length^2 per pass: one 1024-token row, four of 512, sixteen of 256. */
-export const ATTENTION_BUDGET = 1024 * 1024;
-
-/** The padded length of a pass whose longest row has `tokens` tokens. */
-export function bucketLength(tokens: number, maxLength: number): number {
-  return Math.max(tokens, Math.min(maxLength, Math.ceil(tokens / LENGTH_BUCKET) * LENGTH_BUCKET));
-}
-
-export interface ForwardPass {
-  /** Rows [start, end) of the batch. */
-  start: number;
-  end: number;
-  /** Tokens per row after padding. */
-  width: number;
-}
-
-/** Split rows of these token counts into passes (in order) within the attention budget. */
-export function planPasses(lengths: readonly number[], maxLength: number): ForwardPass[] {
-  const passes: ForwardPass[] = [];
-  let start = 0;
-  let width = 0;
-  for (let i = 0; i < lengths.length; i++) {
-    const w = bucketLength(Math.max(width, lengths[i]!), maxLength);
-    if (i > start && (i - start + 1) * w * w > ATTENTION_BUDGET) {
-      passes.push({ start, end: i, width });
-      start = i;
-      width = bucketLength(lengths[i]!, maxLength);
-    } else {
-      width = w;
-    }
-  }
-  if (lengths.length > 0) passes.push({ start, end: lengths.length, width });
-  return passes;
-}
+// The pass planning lives with the engines (src/engine/passes.ts), shared with the embedder.
+export {
+  ATTENTION_BUDGET,
+  bucketLength,
+  type ForwardPass,
+  LENGTH_BUCKET,
+  planPasses,
+} from "../engine/passes";
 
 function padRow(row: readonly number[], width: number, value: number): number[] {
   return row.length >= width

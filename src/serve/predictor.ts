@@ -13,7 +13,7 @@ export interface ClassProbabilities {
   probabilities: number[];
 }
 
-/** What an embeddings endpoint computes (see src/embed/embedder.ts for the conventions). */
+/** What an embeddings endpoint computes (see src/onnx/embedder.ts for the conventions). */
 export interface EmbeddingRequest {
   pooling: "mean" | "cls";
   /** A hidden state 0..numLayers (already checked). */

@@ -5,11 +5,10 @@
  * MCC, ROC-AUC, confusion matrix).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { LogitsEngine } from "../engine/engine";
+import type { EsmEngine } from "../engine/engine";
+import { crossEntropy } from "../engine/loss";
 import { type Example, epochBatches } from "./batching";
-import { crossEntropy } from "./loss";
 import { type BinaryMetrics, binaryMetrics } from "./metrics";
-import { type ClassifierModel, forwardLogits } from "./step";
 
 /** The two losses carry distinct names: they differ whenever the classes are weighted. */
 export interface EvalLosses {
@@ -28,10 +27,11 @@ export interface EvalResult {
   predictions: number[];
 }
 
+/** Evaluate `engine`'s model (e.g. `new TfjsEngine(model)`) on labelled examples. */
 export function evaluate(
-  model: ClassifierModel,
+  engine: EsmEngine,
   examples: readonly Example[],
-  options: { batchSize?: number; classWeights?: number[]; engine?: LogitsEngine } = {},
+  options: { batchSize?: number; classWeights?: number[] } = {},
 ): EvalResult {
   const n = examples.length;
   const probabilities: number[][] = new Array(n);
@@ -45,15 +45,11 @@ export function evaluate(
     shuffle: false,
   })) {
     const { probs, plain, weighted, wsum } = tf.tidy(() => {
-      const shape: [number, number] = [batch.batchSize, batch.seqLen];
-      const fromEngine = options.engine?.logits(batch);
-      const logits = fromEngine
-        ? tf.tensor2d(fromEngine, [batch.batchSize, fromEngine.length / batch.batchSize])
-        : forwardLogits(model, {
-            inputIds: tf.tensor2d(batch.inputIds, shape, "int32"),
-            attentionMask: tf.tensor2d(batch.attentionMask, shape, "int32"),
-            labels: tf.tensor1d([], "int32"),
-          });
+      const fromEngine = engine.logits(batch);
+      const logits = tf.tensor2d(fromEngine, [
+        batch.batchSize,
+        fromEngine.length / batch.batchSize,
+      ]);
       const labels = tf.tensor1d(batch.labels, "int32");
       const w = options.classWeights;
       // Batch losses are (weighted) means; recombine them into means over all examples.

@@ -13,8 +13,8 @@
  * test/cli/flags.test.ts (both are checked there).
  */
 import { BACKEND_NAMES } from "../backend";
+import { ENGINE_CHOICES } from "../engine/engine";
 import { DEFAULT_LORA } from "../lora/lora";
-import { ENGINE_CHOICES } from "../onnx/select";
 import { camelCase, flag, type Kind, type Values } from "../util/flags";
 import type { FineTuneOptions } from "./run";
 import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./trainer";

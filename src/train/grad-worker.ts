@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   const { applyLora } = await import("../lora/lora");
   const { Esm2Model } = await import("../model/esm2");
   const { fromPretrained } = await import("../model/pretrained");
-  const { lossAndGradients } = await import("./step");
+  const { lossAndGradients } = await import("../engine/tfjs-engine");
   await selectBackend({ backend: recipe.backend as never });
   const model =
     recipe.model.kind === "random"

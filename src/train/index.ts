@@ -1,4 +1,6 @@
 /** Training primitives: optimizer, schedule, clipping, loss, metrics, batching, I/O. */
+
+export { balancedClassWeights } from "../util/class-weights";
 export type { Batch, BatchPlanOptions, Example } from "./batching";
 export {
   batchesPerEpoch,
@@ -25,8 +27,6 @@ export { clipGradNorm, globalGradNorm } from "./clip";
 export { type EvalResult, evaluate } from "./evaluate";
 export type { HistoryEvent, HistoryWriterOptions } from "./history";
 export { HistoryWriter, parseHistory, readHistory, truncateHistory } from "./history";
-export type { CrossEntropyOptions } from "./loss";
-export { balancedClassWeights, crossEntropy } from "./loss";
 export type { BinaryMetrics, RocCurve } from "./metrics";
 export {
   accuracy,
@@ -60,7 +60,6 @@ export {
   linearWarmupLambda,
   resolveWarmupSteps,
 } from "./schedule";
-export { type ClassifierModel, forwardLogits, lossAndGradients } from "./step";
 export {
   DEFAULT_TRAIN_CONFIG,
   type TrainConfig,

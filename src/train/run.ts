@@ -11,14 +11,16 @@ import { existsSync, readFileSync, renameSync, rmdirSync, rmSync } from "node:fs
 import * as path from "node:path";
 import { type BackendChoice, describeBackend, ensureBackend } from "../backend";
 import { loadPrepared } from "../data/frame";
+import { ENGINE_CAPABILITIES, type EngineChoice, type EsmEngine } from "../engine/engine";
+import { DEFAULT_TASK } from "../engine/task";
 import { ConfigError } from "../errors";
 import { saveAdapter } from "../lora/adapter-io";
 import { applyLora, type LoraConfig, type LoraModel } from "../lora/lora";
+import { EMBEDDING } from "../model/architecture";
 import { ESM2_PRESET_NAMES, type Esm2PresetName, esm2Config } from "../model/config";
 import { Esm2Model } from "../model/esm2";
 import { fromPretrained, savePretrained } from "../model/pretrained";
-import { OnnxEsmEngine } from "../onnx/engine";
-import { checkThreads, defaultThreads, type EngineChoice, resolveEngine } from "../onnx/select";
+import { checkThreads, createEngine, defaultThreads, resolveEngine } from "../onnx/select";
 import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 import type { Example } from "./batching";
 import type { EvalResult } from "./evaluate";
@@ -258,7 +260,7 @@ async function fineTuneLocked(
   };
   let lora: LoraModel | undefined;
   let pool: GradientPool | undefined;
-  let engine: OnnxEsmEngine | undefined;
+  let engine: EsmEngine | undefined;
   const decision = resolveEngine(options.engine, backend.name);
   const threads =
     options.threads === undefined ? defaultThreads() : checkThreads(options.threads, "threads");
@@ -272,10 +274,10 @@ async function fineTuneLocked(
           `${r.trainable.toLocaleString("en")} trainable of ${r.total.toLocaleString("en")} parameters (${r.percent.toFixed(2)} %)`,
       );
       for (const e of lora.excluded) say(`LoRA target ${e.name} skipped: ${e.reason}`);
-    } else if (decision.name === "onnx" || backend.name === "wasm") {
+    } else if (!ENGINE_CAPABILITIES[decision.name].trainsEmbeddings || backend.name === "wasm") {
       // wasm has no UnsortedSegmentSum kernel, which the embedding (gather) gradient
       // needs, and the onnx engine's backward pass stops below the first layer.
-      const emb = model.namedVariables().get("esm.embeddings.word_embeddings.weight");
+      const emb = model.namedVariables().get(EMBEDDING);
       if (emb) (emb as { trainable: boolean }).trainable = false;
       say(
         decision.name === "onnx"
@@ -297,8 +299,8 @@ async function fineTuneLocked(
       );
     }
     const workers = options.workers ?? 1;
+    engine = createEngine(decision.name, model, { lora, threads, needs: { task: DEFAULT_TASK } });
     if (decision.name === "onnx") {
-      engine = new OnnxEsmEngine(model, { lora, threads });
       if (workers > 1)
         say(`--workers is for the tfjs engine; onnxruntime uses ${threads} thread(s)`);
     } else if (workers > 1 && lora && (options.gradientAccumulationSteps ?? 1) >= 2) {

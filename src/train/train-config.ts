@@ -3,7 +3,8 @@
  * and checks), the options, the events it emits and its result. The trainer itself is
  * trainer.ts.
  */
-import type { StepEngine } from "../engine/engine";
+import type { EsmEngine } from "../engine/engine";
+import type { ClassifierModel } from "../engine/tfjs-engine";
 import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
 import type { Example } from "./batching";
@@ -11,7 +12,6 @@ import type { EvalResult } from "./evaluate";
 import type { GradientPool } from "./parallel";
 import type { RunIdentity } from "./run-identity";
 import type { RunLock } from "./run-lock";
-import type { ClassifierModel } from "./step";
 
 export interface TrainConfig {
   learningRate: number;
@@ -117,10 +117,10 @@ export interface TrainOptions extends Partial<TrainConfig> {
   /** Worker threads computing the accumulation micro-batches in parallel (LoRA only). */
   pool?: GradientPool;
   /**
-   * Computes losses, gradients and evaluation logits instead of the tfjs model (the onnx
-   * engine, src/onnx); the model's variables still hold the weights and get the updates.
+   * Computes losses, gradients and evaluation logits (src/engine/engine.ts); default the
+   * tfjs engine on `model`. The model's variables hold the weights and get the updates.
    */
-  engine?: StepEngine;
+  engine?: EsmEngine;
 }
 
 export interface TrainResult {

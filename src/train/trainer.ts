@@ -13,21 +13,22 @@
  */
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import type { MicroBatch, StepOptions } from "../engine/engine";
+import type { EsmEngine, MicroBatch, StepOptions } from "../engine/engine";
+import { type ClassifierModel, TfjsEngine } from "../engine/tfjs-engine";
 import { ConfigError } from "../errors";
+import { isLmHead } from "../model/architecture";
+import { balancedClassWeights } from "../util/class-weights";
 import { SeededRandom } from "../util/random";
 import { type Batch, batchesPerEpoch, epochBatches } from "./batching";
 import { saveCheckpoint, type TensorRecord } from "./checkpoint-io";
 import { clipGradNorm } from "./clip";
 import { type EvalResult, evaluate } from "./evaluate";
 import { HistoryWriter, readHistory } from "./history";
-import { balancedClassWeights } from "./loss";
 import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
 import { CHECKPOINTS_DIR, HISTORY_FILE, openRun, type RunStart } from "./run-folder";
 import { examplesFingerprint, parametersFingerprint, type RunIdentity } from "./run-identity";
 import { acquireRunLock } from "./run-lock";
 import { type LrSchedule, linearScheduleWithWarmup } from "./schedule";
-import { type ClassifierModel, lossAndGradients } from "./step";
 import {
   resolveConfig,
   type TrainConfig,
@@ -91,7 +92,7 @@ function planRun(options: TrainOptions): RunPlan {
     warmupSteps: cfg.warmupSteps,
     warmupRatio: cfg.warmupRatio,
   });
-  if (options.pool && options.engine) {
+  if (options.pool && options.engine && options.engine.name !== "tfjs") {
     throw new ConfigError(
       "Parallel training (pool) is for the tfjs engine; the onnx engine uses its own threads",
       {},
@@ -105,7 +106,7 @@ function planRun(options: TrainOptions): RunPlan {
   // (The masked-LM head never runs in a classification step: its adapters draw nothing.)
   const drawsPerMicroBatch =
     lora && lora.config.dropout > 0
-      ? [...lora.adapters.keys()].filter((n) => !n.startsWith("lm_head.")).length
+      ? [...lora.adapters.keys()].filter((n) => !isLmHead(n)).length
       : 0;
   return {
     cfg,
@@ -265,6 +266,7 @@ class TrainingRun {
     tokens: 0,
   };
   private readonly model: ClassifierModel;
+  private readonly engine: EsmEngine;
   private readonly lora: TrainOptions["lora"];
   private readonly dropoutRng: SeededRandom | undefined;
   private readonly emit: (event: TrainEvent) => void;
@@ -283,6 +285,7 @@ class TrainingRun {
     private readonly optimizer: AdamW,
   ) {
     this.model = options.model;
+    this.engine = options.engine ?? new TfjsEngine(options.model);
     this.lora = options.lora;
     this.dropoutRng = options.lora?.dropoutRng;
     this.emit = options.onEvent ?? (() => undefined);
@@ -450,9 +453,7 @@ class TrainingRun {
     const { params, stepOptions } = this.plan;
     const options = { ...stepOptions, dropoutRng: this.dropoutRng };
     const t = toTensors(batch);
-    const r = this.options.engine
-      ? this.options.engine.lossAndGradients(params, t, options)
-      : lossAndGradients(this.model, params, t, options);
+    const r = this.engine.lossAndGradients(params, t, options);
     disposeBatch(t);
     window.add(r.grads, r.loss);
   }
@@ -515,10 +516,9 @@ class TrainingRun {
   /** Evaluate on the eval set (adapter dropout off) and record it. */
   private evaluate(epoch: number): void {
     if (this.lora) this.lora.training = false;
-    const result = evaluate(this.model, this.options.eval!, {
+    const result = evaluate(this.engine, this.options.eval!, {
       batchSize: this.plan.cfg.evalBatchSize,
       classWeights: this.plan.classWeights,
-      engine: this.options.engine,
     });
     if (this.lora) this.lora.training = true;
     const ev = { type: "eval" as const, step: this.state.step, epoch, metrics: result.metrics };

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../../src/backend";
+import { lossAndGradients } from "../../src/engine/tfjs-engine";
 import { AdapterError } from "../../src/errors";
 import { loadAdapter, saveAdapter } from "../../src/lora/adapter-io";
 import { fromPretrained } from "../../src/model/pretrained";
@@ -13,7 +14,6 @@ import { readSafetensors } from "../../src/model/safetensors";
 import { clipGradNorm } from "../../src/train/clip";
 import { AdamW } from "../../src/train/optimizer";
 import { linearScheduleWithWarmup } from "../../src/train/schedule";
-import { lossAndGradients } from "../../src/train/step";
 import { pythonSkipReason, REPO_ROOT, referencePython, runPython } from "../helpers/python";
 
 const FIX = path.join(REPO_ROOT, "test", "fixtures", "lora");

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../../src/backend";
+import { lossAndGradients } from "../../src/engine/tfjs-engine";
 import { loadAdapter, saveAdapter } from "../../src/lora/adapter-io";
 import { applyLora, DEFAULT_LORA, LoraModel } from "../../src/lora/lora";
 import type { Esm2Model } from "../../src/model/esm2";
@@ -19,7 +20,6 @@ import { headGroupsFor, OnnxEsmEngine } from "../../src/onnx";
 import { clipGradNorm } from "../../src/train/clip";
 import { AdamW } from "../../src/train/optimizer";
 import { linearScheduleWithWarmup } from "../../src/train/schedule";
-import { lossAndGradients } from "../../src/train/step";
 import { SeededRandom } from "../../src/util/random";
 import {
   assertStepClose,

@@ -8,13 +8,13 @@ import * as path from "node:path";
 import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { ensureBackend } from "../../src/backend";
+import { lossAndGradients } from "../../src/engine/tfjs-engine";
 import { ConfigError } from "../../src/errors";
 import { applyLora } from "../../src/lora/lora";
 import { esm2Config } from "../../src/model/config";
 import { headGroupsFor, lossWeights, OnnxEsmEngine } from "../../src/onnx";
 import { EsmGraph, IN } from "../../src/onnx/esm-graph";
 import { floatTensor, OrtSession } from "../../src/onnx/runtime";
-import { lossAndGradients } from "../../src/train/step";
 import {
   diff,
   disposeBatch,

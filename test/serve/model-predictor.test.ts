@@ -61,7 +61,7 @@ test("passes: rows in order, padded to a bucket, within the attention budget", (
 test("the model sees only bucketed shapes, and padding does not change any answer (1e-5)", async () => {
   const rng = new SeededRandom(7);
   const sequences = [5, 130, 61, 700, 9, 250, 251, 40].map((n) => randomProtein(rng, n));
-  const onnx = predictor.onnx!;
+  const onnx = predictor.engine;
   const original = onnx.logits.bind(onnx);
   const shapes: [number, number][] = [];
   onnx.logits = (batch) => {

@@ -1,6 +1,10 @@
 /**
- * Loss and gradients of one micro-batch, plain or with gradient checkpointing.
+ * The tfjs engine: the TensorFlow.js model (src/model/esm2.ts) computes, on whichever
+ * tfjs backend is active. Gradients come from tfjs autodiff through the model's pieces,
+ * with the hand-written backward passes of src/model/fast-grad.ts for the dense layers
+ * and attention; the loss is engine/loss.ts's.
  *
+ * Loss and gradients of one micro-batch, plain or with gradient checkpointing.
  * Checkpointing (each encoder layer is a unit, as HF does): the forward pass runs with
  * no tape and keeps only each layer's input; the backward pass then goes layer by layer
  * from the top, recomputing that layer under the tape and pulling the upstream gradient
@@ -9,14 +13,24 @@
  * dropout masks, which are replayed from the saved random state.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { MicroBatch, StepOptions, StepResult } from "../engine/engine";
 import type { AdaptableModel } from "../lora/lora";
+import { EMBEDDING, layerPrefix } from "../model/architecture";
 import type { SeededRandom } from "../util/random";
+import {
+  checkTokenBatch,
+  type EsmEngine,
+  type MicroBatch,
+  requireCapabilities,
+  type StepOptions,
+  type StepResult,
+  type TokenBatch,
+} from "./engine";
 import { crossEntropy } from "./loss";
+import { DEFAULT_TASK } from "./task";
 
-/** What the trainer needs from a sequence-classification model. */
+/** What the tfjs engine needs from a sequence-classification model (an Esm2Model). */
 export interface ClassifierModel extends AdaptableModel {
-  readonly config: { readonly numHiddenLayers: number };
+  readonly config: { readonly numHiddenLayers: number; readonly vocabSize: number };
   /** `[B, L]` ids and mask -> `[B, L, H]` */
   embed(inputIds: tf.Tensor2D, attentionMask: tf.Tensor2D): tf.Tensor3D;
   /** `[B, L]` 0/1 mask -> additive mask `[B, 1, 1, L]`. */
@@ -27,21 +41,72 @@ export interface ClassifierModel extends AdaptableModel {
   classify(hidden: tf.Tensor3D): tf.Tensor2D;
 }
 
-/** Full forward to logits. */
-export function forwardLogits(model: ClassifierModel, batch: MicroBatch): tf.Tensor2D {
+/** The tfjs engine on `model` (whose LoRA adapters, if any, are hooked into its Linears). */
+export class TfjsEngine implements EsmEngine {
+  readonly name = "tfjs";
+
+  constructor(readonly model: ClassifierModel) {}
+
+  logits(batch: TokenBatch): Float32Array {
+    return this.run(batch, (ids, mask) => forwardLogits(this.model, ids, mask));
+  }
+
+  lastHiddenState(batch: TokenBatch): Float32Array {
+    return this.run(batch, (ids, mask) => forwardHidden(this.model, ids, mask));
+  }
+
+  lossAndGradients(
+    params: Map<string, tf.Variable>,
+    batch: MicroBatch,
+    options: StepOptions = {},
+  ): StepResult {
+    requireCapabilities(this.name, { task: options.task ?? DEFAULT_TASK });
+    return lossAndGradients(this.model, params, batch, options);
+  }
+
+  /** Nothing to free: the model owns every tensor. */
+  dispose(): void {}
+
+  private run(
+    batch: TokenBatch,
+    f: (ids: tf.Tensor2D, mask: tf.Tensor2D) => tf.Tensor,
+  ): Float32Array {
+    checkTokenBatch(batch, this.model.config.vocabSize);
+    const shape: [number, number] = [batch.batchSize, batch.seqLen];
+    const out = tf.tidy(() =>
+      f(
+        tf.tensor2d(Array.from(batch.inputIds), shape, "int32"),
+        tf.tensor2d(Array.from(batch.attentionMask), shape, "int32"),
+      ),
+    );
+    const data = out.dataSync() as Float32Array;
+    out.dispose();
+    return data;
+  }
+}
+
+/** Embeddings, every layer and the final LayerNorm: the last hidden state `[B, L, H]`. */
+export function forwardHidden(
+  model: ClassifierModel,
+  inputIds: tf.Tensor2D,
+  attentionMask: tf.Tensor2D,
+): tf.Tensor3D {
   return tf.tidy(() => {
-    const mask = model.additiveMask(batch.attentionMask);
-    let h = model.embed(batch.inputIds, batch.attentionMask);
+    const mask = model.additiveMask(attentionMask);
+    let h = model.embed(inputIds, attentionMask);
     for (let i = 0; i < model.config.numHiddenLayers; i++) h = model.layer(i, h, mask);
-    return model.classify(model.finalNorm(h));
+    return model.finalNorm(h);
   });
 }
 
-function layerPrefix(i: number): string {
-  return `esm.encoder.layer.${i}.`;
+/** Full forward to logits `[B, numLabels]`. */
+export function forwardLogits(
+  model: ClassifierModel,
+  inputIds: tf.Tensor2D,
+  attentionMask: tf.Tensor2D,
+): tf.Tensor2D {
+  return tf.tidy(() => model.classify(forwardHidden(model, inputIds, attentionMask)));
 }
-
-const EMBEDDING_PREFIX = "esm.embeddings.";
 
 export function lossAndGradients(
   model: ClassifierModel,
@@ -69,7 +134,12 @@ function plain(
   const vars = names.map((n) => params.get(n)!);
   const { value, grads } = tf
     .engine()
-    .gradients(() => lossOf(forwardLogits(model, batch)), vars, undefined, true);
+    .gradients(
+      () => lossOf(forwardLogits(model, batch.inputIds, batch.attentionMask)),
+      vars,
+      undefined,
+      true,
+    );
   const out = new Map<string, tf.Tensor>();
   names.forEach((n, i) => {
     if (grads[i]) out.set(n, grads[i]!);
@@ -95,7 +165,7 @@ function checkpointed(
   // Group parameters: 0 = embeddings, 1..L = encoder layers, L+1 = everything above.
   for (const [name, v] of params) {
     let g = L + 1;
-    if (name.startsWith(EMBEDDING_PREFIX)) g = 0;
+    if (name === EMBEDDING) g = 0;
     else {
       for (let i = 0; i < L; i++) {
         if (name.startsWith(layerPrefix(i))) {

@@ -4,8 +4,9 @@ import * as path from "node:path";
 import { before, test } from "node:test";
 import * as tf from "@tensorflow/tfjs-core";
 import { selectBackend } from "../../src/backend";
+import { crossEntropy } from "../../src/engine/loss";
 import { ConfigError, DataError } from "../../src/errors";
-import { balancedClassWeights, crossEntropy } from "../../src/train/loss";
+import { balancedClassWeights } from "../../src/util/class-weights";
 import { REPO_ROOT } from "../helpers/python";
 
 function fixture<T>(name: string): T {

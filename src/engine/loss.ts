@@ -1,14 +1,15 @@
 /**
- * Cross-entropy as torch's `nn.CrossEntropyLoss(weight=w, ignore_index=-100)`:
+ * The tfjs engine's losses, one per task (task.ts). single_label_classification:
+ * cross-entropy as torch's `nn.CrossEntropyLoss(weight=w, ignore_index=-100)`:
  * `sum_i w[y_i] * nll_i / sum_i w[y_i]` over non-ignored rows (plain mean without weights),
  * with `nll = -log_softmax(logits)[y]`. Differentiable in tfjs: the label is picked with a
  * one-hot product rather than a gather, whose gradient needs a kernel wasm lacks.
  * An all-ignored batch gives NaN (0/0), as in torch.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { checkLabels } from "../engine/task";
 import { ConfigError } from "../errors";
 import { ensureGradients } from "../gradients";
+import { checkLabels } from "./task";
 
 // tfjs-core's CommonJS build registers no gradients (see src/gradients.ts).
 ensureGradients();
@@ -72,5 +73,3 @@ export function crossEntropy(
     return tf.div(tf.sum(tf.mul(w, nll)), tf.sum(w)) as tf.Scalar;
   });
 }
-
-export { balancedClassWeights } from "../util/class-weights";

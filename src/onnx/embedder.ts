@@ -16,19 +16,19 @@
  *
  * Sequences given together are sorted by length and run in batches of similar lengths,
  * so little is computed on padding; results come back in the order given. Padded
- * widths come from the serving code's `planPasses`, which also bounds the shapes
+ * widths come from `planPasses` (src/engine/passes.ts), which also bounds the shapes
  * onnxruntime sees (and so its memory arena).
  */
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { ensureBackend } from "../backend";
+import { planPasses } from "../engine/passes";
 import { ConfigError } from "../errors";
 import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
 import type { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
 import { OnnxEsmEngine } from "../onnx/engine";
 import { checkThreads, defaultThreads } from "../onnx/select";
-import { planPasses } from "../serve/model-predictor";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
 
 export const EMBEDDING_POOLINGS = ["mean", "cls"] as const;
