@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { main } from "../../src/cli/main";
 import { pl } from "../../src/data/frame";
-import { type EmbedProgress, type EmbeddingRow, embed, embedToParquet } from "../../src/embed";
+import { type EmbeddingRow, type EmbedProgress, embed, embedToParquet } from "../../src/embed";
 import { StorageError } from "../../src/errors";
 import { FIXTURES, maxAbsDiff, readReference } from "./helpers";
 
