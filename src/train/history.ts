@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataError } from "../errors";
-import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
+import { removeDeadTemporariesOf, writeFileAtomic } from "../util/temporaries";
 
 export interface HistoryEvent {
   /** "train", "eval", "checkpoint", ... */
@@ -128,22 +128,6 @@ export function truncateHistory(file: string, step: number): number {
   const kept = events.filter((e) => typeof e.step !== "number" || e.step <= step);
   const out = kept.map((e) => `${JSON.stringify(e)}\n`).join("");
   if (out === text) return 0;
-  const tmp = ownedTemporary(file);
-  const untrack = trackTemporary(tmp);
-  try {
-    const fd = fs.openSync(tmp, "w");
-    try {
-      fs.writeSync(fd, out);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  } finally {
-    untrack();
-  }
+  writeFileAtomic(file, out);
   return events.length - kept.length;
 }

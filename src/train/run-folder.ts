@@ -12,7 +12,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError } from "../errors";
-import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
+import { removeDeadTemporariesOf, writeFileAtomic } from "../util/temporaries";
 import {
   type CheckpointData,
   type CheckpointInfo,
@@ -78,28 +78,6 @@ function readRunFile(dir: string): RunFile | undefined {
     return f.format === RUN_FORMAT && f.identity && typeof f.identity === "object" ? f : undefined;
   } catch {
     return undefined;
-  }
-}
-
-/** Write a small file atomically (temporary, fsync, rename). */
-export function writeFileAtomic(file: string, text: string): void {
-  removeDeadTemporariesOf(file);
-  const tmp = ownedTemporary(file);
-  const untrack = trackTemporary(tmp);
-  try {
-    const fd = fs.openSync(tmp, "w");
-    try {
-      fs.writeSync(fd, text);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  } finally {
-    untrack();
   }
 }
 

@@ -21,11 +21,16 @@ import { ESM2_PRESET_NAMES, type Esm2PresetName, esm2Config } from "../model/con
 import { Esm2Model } from "../model/esm2";
 import { fromPretrained, savePretrained } from "../model/pretrained";
 import { checkThreads, createEngine, defaultThreads, resolveEngine } from "../onnx/select";
-import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
+import {
+  ownedTemporary,
+  removeDeadTemporariesOf,
+  trackTemporary,
+  writeFileAtomic,
+} from "../util/temporaries";
 import type { Example } from "./batching";
 import type { EvalResult } from "./evaluate";
 import { GradientPool, type ReplicaRecipe } from "./parallel";
-import { checkRunFolder, writeFileAtomic } from "./run-folder";
+import { checkRunFolder } from "./run-folder";
 import { type RunIdentity, weightsFingerprint } from "./run-identity";
 import { acquireRunLock, type RunLock } from "./run-lock";
 import { type TrainConfig, type TrainEvent, train } from "./trainer";

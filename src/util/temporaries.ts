@@ -13,7 +13,16 @@
  * `process.exit` and, when nothing else handles them, on SIGINT / SIGTERM (after which
  * the signal is raised again, so the process still ends the way the signal asks).
  */
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { hostname } from "node:os";
 import * as path from "node:path";
 import { isMainThread } from "node:worker_threads";
@@ -170,4 +179,26 @@ export function trackTemporary(p: string): () => void {
     if (!tracked.delete(p)) return;
     if (isMainThread && tracked.size === 0) for (const s of SIGNALS) process.off(s, onSignal);
   };
+}
+
+/** Write a small file atomically (temporary, fsync, rename). */
+export function writeFileAtomic(file: string, text: string): void {
+  removeDeadTemporariesOf(file);
+  const tmp = ownedTemporary(file);
+  const untrack = trackTemporary(tmp);
+  try {
+    const fd = openSync(tmp, "w");
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  } finally {
+    untrack();
+  }
 }
