@@ -5,21 +5,41 @@
  * Peak RSS is the process's high-water mark (VmHWM in /proc/self/status) after the run;
  * the load average is recorded too, as other work on the machine slows the run.
  *
- *   npm run build && node build/bench/embed.js --csv FILE [--id-column ACC]
+ *   npm run build && node build/bench/embed.js --csv FILE [--id-column ACC] [--limit N]
  *     [--threads N] [--batch-size N] [--window N] [--out FILE] [--json RESULT.json]
+ *
+ * `--limit N` embeds the first N records only (file order), for a machine too slow or
+ * too busy for the whole file: the result then says so (`records`).
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBackend } from "../src/backend";
-import { createEmbedder, embedToParquet } from "../src/embed";
+import {
+  createEmbedder,
+  embedToParquet,
+  readSequenceRecords,
+  type SequenceRecord,
+} from "../src/embed";
 import { esm2Config } from "../src/model/config";
 import { Esm2Model } from "../src/model/esm2";
 
 function peakRssMiB(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
   return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+async function* firstOf(
+  records: AsyncIterable<SequenceRecord>,
+  n: number,
+): AsyncGenerator<SequenceRecord> {
+  if (n <= 0) return;
+  let i = 0;
+  for await (const r of records) {
+    yield r;
+    if (++i >= n) return;
+  }
 }
 
 async function main(): Promise<void> {
@@ -34,8 +54,19 @@ async function main(): Promise<void> {
       window: { type: "string", default: "256" },
       out: { type: "string", default: path.join(tmpdir(), "esmkit-bench-embed.parquet") },
       json: { type: "string" },
+      limit: { type: "string" },
     },
   });
+  const limit = a.limit === undefined ? undefined : Number(a.limit);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) {
+    throw new Error(`--limit must be a positive integer, got ${a.limit}`);
+  }
+  const input = {
+    csv: a.csv,
+    fasta: a.fasta,
+    idColumn: a["id-column"],
+    sequenceColumn: a["sequence-column"],
+  };
   await ensureBackend();
   const load0 = loadavg();
   const model = Esm2Model.random(esm2Config("esm2_t6_8M_UR50D"), { seed: 1 });
@@ -46,10 +77,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const summary = await embedToParquet({
     model: embedder,
-    csv: a.csv,
-    fasta: a.fasta,
-    idColumn: a["id-column"],
-    sequenceColumn: a["sequence-column"],
+    ...(limit === undefined ? input : { records: firstOf(readSequenceRecords(input), limit) }),
     out: a.out!,
     overwrite: true,
     batchSize: Number(a["batch-size"]),
@@ -68,7 +96,8 @@ async function main(): Promise<void> {
   });
   const result = {
     model: "esm2_t6_8M_UR50D architecture, random weights",
-    input: a.csv ?? a.fasta,
+    input: path.basename(a.csv ?? a.fasta ?? ""),
+    records: limit === undefined ? "all" : `the first ${limit}`,
     proteins: summary.rows,
     truncated: summary.truncated,
     seconds: summary.seconds,
