@@ -24,14 +24,18 @@ export { type CsvRecord, readCsv } from "./data/csv";
 export {
   classBalance,
   type DataFrame,
+  labelBalance,
   labelRateBy,
   loadPrepared,
   type PreparedData,
   pl,
+  preparedTask,
   toHtmlTable,
 } from "./data/frame";
+export { DEEPLOC_LOCATIONS, type LabelOptions } from "./data/labels";
 export {
   DEEPLOC_REQUIRED,
+  type PreparedTask,
   type PrepareOptions,
   type PrepareProgress,
   type PrepareResult,
@@ -39,7 +43,9 @@ export {
   prepare,
   splitIndices,
   summariseLengths,
+  type TargetSummary,
 } from "./data/prepare";
+export { iterativeStratification } from "./data/split";
 export * from "./display";
 export * from "./embed";
 export * from "./engine";

@@ -5,6 +5,7 @@ import { prepare } from "../data/prepare";
 import { parseFasta } from "../serve/fasta";
 import { loadEsmPredictor } from "../serve/model-predictor";
 import { createServer } from "../serve/server";
+import { isBinaryMetrics } from "../train/evaluate";
 import { DEFAULT_BASE_MODEL } from "../train/flags";
 import { fineTune } from "../train/run";
 import { flag } from "../util/flags";
@@ -97,6 +98,7 @@ the Hugging Face Hub is reachable (or cached), else random weights, and says so.
     });
 
     const m = result.metrics!;
+    if (!isBinaryMetrics(m)) throw new Error("the demo trains the binary task");
     const majority =
       Math.max(
         m.confusionMatrix[0]![0]! + m.confusionMatrix[0]![1]!,

@@ -6,7 +6,7 @@ import { readCsv } from "../data/csv";
 import { ConfigError, DataError } from "../errors";
 import { openRead, readText } from "../io/storage";
 import { parseFasta, quoteId } from "../serve/fasta";
-import { toPrediction } from "../serve/prediction";
+import { DEFAULT_THRESHOLD, type TaskPrediction, toPrediction } from "../serve/prediction";
 import { loadPredictor, type Predictor } from "../serve/predictor";
 import { normaliseSequence, TOO_LONG_POLICIES, type TooLongPolicy } from "../serve/sequences";
 import { flag } from "../util/flags";
@@ -156,6 +156,33 @@ interface PredictRunOptions {
   batchSize: number;
   tooLong: TooLongPolicy;
   format: "jsonl" | "csv";
+  /** Multi-label: the probability at or above which a label is predicted. */
+  threshold: number;
+}
+
+/** CSV columns by task: the top class and p_<label> per class; the predicted label set
+ * (joined with ";") and p_<label>; or value_<target>. */
+function csvColumns(predictor: Predictor): string[] {
+  const labels = predictor.labels;
+  if (predictor.problemType === "regression")
+    return ["id", ...labels.map((l) => `value_${l}`), "truncated", "length"];
+  const head =
+    predictor.problemType === "multi_label_classification"
+      ? ["id", "labels", "label", "score"]
+      : ["id", "label", "score"];
+  return [...head, ...labels.map((l) => `p_${l}`), "truncated", "length"];
+}
+
+function csvCells(predictor: Predictor, id: string, p: TaskPrediction, length: number): string[] {
+  const labels = predictor.labels;
+  const tail = [String(p.truncated), String(length)];
+  if ("values" in p) return [id, ...labels.map((l) => String(p.values[l])), ...tail];
+  const probs = labels.map((l) => String(p.probabilities[l]));
+  const head =
+    "threshold" in p
+      ? [id, p.labels.join(";"), p.label, String(p.score)]
+      : [id, p.label, String(p.score)];
+  return [...head, ...probs, ...tail];
 }
 
 /** Predict every record in batches and write rows; returns counts. */
@@ -165,10 +192,9 @@ async function predictAll(
   output: Output,
   options: PredictRunOptions,
 ): Promise<{ rows: number; truncated: number }> {
-  const labels = predictor.labels;
+  const answer = { problemType: predictor.problemType, threshold: options.threshold };
   if (options.format === "csv") {
-    const cols = ["id", "label", "score", ...labels.map((l) => `p_${l}`), "truncated", "length"];
-    await output.write(`${cols.map(csvCell).join(",")}\n`);
+    await output.write(`${csvColumns(predictor).map(csvCell).join(",")}\n`);
   }
   let rows = 0;
   let truncated = 0;
@@ -187,21 +213,13 @@ async function predictAll(
     return predictor.predict(seqs.map((s) => s.sequence)).then((probs) => {
       const lines: string[] = [];
       for (let i = 0; i < records.length; i++) {
-        const p = toPrediction(probs[i]!, seqs[i]!.truncated);
+        const p = toPrediction(probs[i]!, seqs[i]!.truncated, undefined, answer);
         const length = seqs[i]!.length;
         if (p.truncated) truncated++;
         if (options.format === "jsonl") {
           lines.push(JSON.stringify({ id: records[i]!.id, ...p, length }));
         } else {
-          const cells = [
-            records[i]!.id,
-            p.label,
-            String(p.score),
-            ...labels.map((l) => String(p.probabilities[l])),
-            String(p.truncated),
-            String(length),
-          ];
-          lines.push(cells.map(csvCell).join(","));
+          lines.push(csvCells(predictor, records[i]!.id, p, length).map(csvCell).join(","));
         }
       }
       rows += records.length;
@@ -259,13 +277,21 @@ export const predictCommand = defineCommand({
       'sequences over the model\'s max length: truncate (rows say "truncated": true) or reject',
       { default: "truncate" },
     ),
+    threshold: flag.float("multi-label models: a label is predicted at or above this probability", {
+      min: 0,
+      max: 1,
+      default: DEFAULT_THRESHOLD,
+    }),
     quiet: flag.bool("no summary on stderr"),
   },
   oneOf: [["sequence", "fasta", "csv"]],
   notes: `
 JSON Lines rows: {"id", "label", "score", "probabilities": {label: p, ...},
 "truncated", "length"}; CSV columns: id, label, score, p_<label> per class,
-truncated, length (residues before truncation).`,
+truncated, length (residues before truncation). Multi-label models: "probabilities"
+holds each label's own probability (sigmoid) and rows add "labels" (those >=
+--threshold) and "threshold" (CSV: a "labels" column, joined with ";"). Regression
+models: rows hold "values": {target: value, ...} (CSV: value_<target> columns).`,
   async run(v) {
     const { format, "batch-size": batchSize, "too-long": tooLong } = v;
     if (v.out !== undefined) await checkOutputFile(v.out);
@@ -280,7 +306,12 @@ truncated, length (residues before truncation).`,
     const output = openOutput(v.out);
     let result: { rows: number; truncated: number };
     try {
-      result = await predictAll(predictor, records, output, { batchSize, tooLong, format });
+      result = await predictAll(predictor, records, output, {
+        batchSize,
+        tooLong,
+        format,
+        threshold: v.threshold,
+      });
       await output.commit();
     } catch (e) {
       await output.abort();

@@ -1,6 +1,7 @@
 import { ConfigError } from "../errors";
 import { resolveServerConfig, SERVER_DEFAULTS, type ServerLimits } from "../serve/config";
 import { type EmbeddingModeOptions, embeddingMode } from "../serve/embeddings";
+import { checkThreshold, DEFAULT_THRESHOLD } from "../serve/prediction";
 import { loadPredictor } from "../serve/predictor";
 import { TOO_LONG_POLICIES } from "../serve/sequences";
 import { createServer, DEFAULT_GRACE_MS } from "../serve/server";
@@ -18,6 +19,20 @@ function portFrom(flagged: number | undefined, env: string | undefined): number 
     });
   }
   return port;
+}
+
+/** The multi-label threshold: --threshold, else ESMKIT_THRESHOLD, else 0.5. */
+function thresholdFrom(flagged: number | undefined, env: string | undefined): number {
+  if (flagged !== undefined) return flagged;
+  if (!env?.trim()) return DEFAULT_THRESHOLD;
+  return checkThreshold(Number(env), `ESMKIT_THRESHOLD=${JSON.stringify(env)}`);
+}
+
+/** "multi_label_classification (threshold 0.5), " for tasks other than single-label. */
+function taskWords(problemType: string | undefined, threshold: number): string {
+  if (problemType === "multi_label_classification")
+    return `${problemType} (threshold ${threshold}), `;
+  return problemType === "regression" ? `${problemType}, ` : "";
 }
 
 const D = SERVER_DEFAULTS;
@@ -78,6 +93,11 @@ GET /ping, POST /invocations, GET /execution-parameters.`,
         defaultText: "ESMKIT_EMBED_LAYER, else the last",
       },
     ),
+    threshold: flag.float("multi-label models: a label is predicted at or above this probability", {
+      min: 0,
+      max: 1,
+      defaultText: `ESMKIT_THRESHOLD, else ${DEFAULT_THRESHOLD}`,
+    }),
     "grace-ms": flag.int("on SIGTERM/SIGINT, time to finish requests", {
       min: 0,
       default: DEFAULT_GRACE_MS,
@@ -91,6 +111,7 @@ Embeddings mode (--embed): FASTA bodies sent with "Accept: application/jsonlines
 line per protein, as a proteome through Batch Transform needs.`,
   async run(v) {
     const port = portFrom(v.port, process.env.SAGEMAKER_BIND_TO_PORT);
+    const threshold = thresholdFrom(v.threshold, process.env.ESMKIT_THRESHOLD);
     const { host, model: modelDir, "grace-ms": graceMs } = v;
     const payloadMb = v["max-payload-mb"];
 
@@ -120,6 +141,7 @@ line per protein, as a proteome through Batch Transform needs.`,
         predictor,
         ...limits,
         embeddings,
+        threshold,
         log: v.quiet ? false : undefined,
       });
       const address = await server.listen(port, host);
@@ -132,6 +154,7 @@ line per protein, as a proteome through Batch Transform needs.`,
             ? `embeddings, ${predictor.numLayers} layers`
             : `labels ${predictor.labels.join(", ")}`) +
           `, max length ${predictor.maxLength}; ` +
+          `${taskWords(predictor.problemType, threshold)}labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
           `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
           `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +
           `<= ${c.maxSequencesPerRequest} sequences/request${c.batchMode ? ", Batch Transform mode" : ""})\n`,

@@ -4,6 +4,7 @@ import {
   runTrainingContainer,
   sageMakerPaths,
 } from "../aws/training-contract";
+import { describeMetrics } from "../train/evaluate";
 import { fineTuneSettings, TRAIN_FLAGS } from "../train/flags";
 import type { TrainEvent } from "../train/trainer";
 import { type ProgressLine, progressLine, transferPrinter } from "../util/progress";
@@ -26,14 +27,7 @@ function trainEventPrinter(say: (m: string) => void, bar: ProgressLine) {
       );
     }
     if (e.type === "eval") {
-      const m = e.metrics;
-      const loss =
-        m.weightedLoss === undefined
-          ? `loss ${m.unweightedLoss.toFixed(4)}`
-          : `loss ${m.weightedLoss.toFixed(4)} (class-weighted; unweighted ${m.unweightedLoss.toFixed(4)})`;
-      say(
-        `\neval epoch ${e.epoch}: ${loss} accuracy ${m.accuracy.toFixed(4)} f1 ${m.f1.toFixed(4)} mcc ${m.mcc.toFixed(4)} auc ${m.rocAuc?.toFixed(4)}`,
-      );
+      say(`\neval epoch ${e.epoch}: ${describeMetrics(e.metrics)}`);
     }
     if (e.type === "end") bar.finish(`${e.step} steps`);
   };

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import * as path from "node:path";
 import pl from "nodejs-polars";
 import { DataError } from "../errors";
-import type { PrepareStats } from "./prepare";
+import type { PreparedTask, PrepareStats } from "./prepare";
 
 export { pl };
 export type DataFrame = pl.DataFrame;
@@ -38,6 +38,55 @@ export async function loadPrepared(dir: string): Promise<PreparedData> {
     test: pl.readParquet(file("test.parquet")),
     stats,
   };
+}
+
+/**
+ * The task a prepared dataset was made for (stats.json); stats.json files written before
+ * tasks existed describe the binary task of their label column.
+ */
+export function preparedTask(
+  stats: Pick<PrepareStats, "labelColumn"> & { task?: PreparedTask },
+): PreparedTask {
+  return (
+    stats.task ?? {
+      problemType: "single_label_classification",
+      labels: ["LABEL_0", "LABEL_1"],
+      columns: [stats.labelColumn ?? "Membrane"],
+    }
+  );
+}
+
+/**
+ * Multi-label: rows, positive rows and the positive rate of each label, per split (from
+ * the `label` 0/1 vectors).
+ */
+export function labelBalance(
+  splits: Record<string, pl.DataFrame>,
+  names: readonly string[],
+): pl.DataFrame {
+  const split: string[] = [];
+  const label: string[] = [];
+  const rows: number[] = [];
+  const positive: number[] = [];
+  for (const [name, df] of Object.entries(splits)) {
+    const vectors = df.getColumn("label").toArray() as unknown as ArrayLike<number>[];
+    names.forEach((l, c) => {
+      let p = 0;
+      for (const v of vectors) p += Number(v[c]);
+      split.push(name);
+      label.push(l);
+      rows.push(vectors.length);
+      positive.push(p);
+    });
+  }
+  return pl
+    .DataFrame([
+      pl.Series("split", split, pl.Utf8),
+      pl.Series("label", label, pl.Utf8),
+      pl.Series("rows", rows, pl.Int64),
+      pl.Series("positive", positive, pl.Int64),
+    ])
+    .withColumns(pl.col("positive").cast(pl.Float64).div(pl.col("rows")).alias("positive_rate"));
 }
 
 /** Rows per split and label, with the fraction of each label inside its split. */

@@ -4,6 +4,13 @@
  * by reason with its line number, a stratified or homology-partition hold-out split,
  * and a stats.json a notebook can chart.
  *
+ * The labels follow the task (src/data/labels.ts): one 0/1 column (the seed workflow's
+ * Membrane), one column of k classes, several 0/1 columns (DeepLoc's ten locations) or
+ * numeric regression targets. The Parquet `label` column holds the class id (int64),
+ * the 0/1 vector (list<float32>), or the target (float64; a list<float64> for several),
+ * the forms `datasets` and transformers' data collators pass on as `labels`; stats.json
+ * records the task (problem type and label names) for training to pick up.
+ *
  * Every protein appears once: a row whose id or sequence was seen on an earlier kept
  * row is dropped as `duplicate` (the first one stays), so no sequence can sit in both
  * splits. A last row that no line break ends may have been cut off with the file; it
@@ -15,17 +22,27 @@ import pl from "nodejs-polars";
 import { ConfigError, DataError } from "../errors";
 import { openOutputDir, openRead, type TransferProgress } from "../io/storage";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
-import { balancedClassWeights } from "../util/class-weights";
+import { balancedClassWeights, balancedPositiveWeights } from "../util/class-weights";
 import { SeededRandom } from "../util/random";
+import type { ProblemType, TaskSpec } from "../util/task";
 import { printable, readCsv } from "./csv";
+import {
+  classesOf,
+  classKey,
+  type LabelOptions,
+  type LabelPlan,
+  planLabels,
+  readBinaryCell,
+  readNumberCell,
+  taskOf,
+} from "./labels";
+import { iterativeStratification } from "./split";
 
-export interface PrepareOptions {
+export interface PrepareOptions extends LabelOptions {
   /** Local path or http(s) URL of the DeepLoc CSV (as published). */
   input: string;
   /** Output directory (created; must not exist unless `overwrite`). */
   out: string;
-  /** 0/1 column used as the label (default "Membrane"). */
-  labelColumn?: string;
   /** Keep sequences with at least this many residues (default 100). */
   minLength?: number;
   /** Keep sequences with at most this many residues (default 512). */
@@ -36,7 +53,11 @@ export interface PrepareOptions {
   testSize?: number;
   /** Seed of the split (default 42). */
   seed?: number;
-  /** Keep the class ratio equal in both splits (default false, as the seed workflow). */
+  /**
+   * Keep the class ratio equal in both splits (default false, as the seed workflow);
+   * multi-label: iterative stratification, every label's ratio (src/data/split.ts);
+   * regression: refused.
+   */
   stratify?: boolean;
   /** Use DeepLoc homology partition K as the test split instead of a random one. */
   holdoutPartition?: number;
@@ -76,7 +97,26 @@ export interface ReasonCount {
 
 export interface SplitStats {
   rows: number;
+  /**
+   * Single-label: rows per class id ("0", "1", ...); multi-label: positive rows per label
+   * name; regression: empty.
+   */
   classCounts: Record<string, number>;
+  /** Regression: a summary of each target in this split. */
+  targets?: Record<string, TargetSummary>;
+}
+
+export interface TargetSummary {
+  min: number;
+  max: number;
+  mean: number;
+  std: number;
+}
+
+/** The task recorded for training: what the `label` column holds and what it is called. */
+export interface PreparedTask extends TaskSpec {
+  /** The source columns of the labels, in output order. */
+  columns: string[];
 }
 
 export interface LengthSummary {
@@ -90,7 +130,10 @@ export interface LengthSummary {
 
 export interface PrepareStats {
   source: string;
+  /** The label column; several (multi-label, regression) are joined with ",". */
   labelColumn: string;
+  /** Problem type and label names; stats.json files from before tasks lack it (binary). */
+  task: PreparedTask;
   options: {
     minLength: number;
     maxLength: number;
@@ -111,11 +154,22 @@ export interface PrepareStats {
   filtered: Partial<Record<FilterReason, ReasonCount>>;
   /** Kept rows whose tokens were cut to `tokenMaxLength`. */
   truncated: number;
+  /** As in SplitStats, over all kept rows. */
   classCounts: Record<string, number>;
+  /** Regression: a summary of each target over all kept rows. */
+  targets?: Record<string, TargetSummary>;
   splits: { train: SplitStats; test: SplitStats };
   length: LengthSummary;
-  /** Balanced class weights from the TRAIN labels: n / (classes * count); null if a class is absent. */
+  /**
+   * Single-label: balanced class weights from the TRAIN labels, n / (classes * count);
+   * null if a class is absent (and for the other tasks).
+   */
   classWeights: number[] | null;
+  /**
+   * Multi-label: positive weights from the TRAIN labels, negatives / positives per label
+   * (BCEWithLogitsLoss's pos_weight); null if a label has no positive. Absent otherwise.
+   */
+  posWeight?: number[] | null;
   columns: string[];
   /** What deserves a look before training (e.g. a file that may be cut off). */
   warnings: string[];
@@ -128,13 +182,18 @@ export interface PrepareResult {
   stats: PrepareStats;
 }
 
+/** A row's label: a 0/1 class (binary), a class key (k classes), or a vector. */
+type Target = number | string | number[];
+
 interface Row {
   id: string;
   sequence: string;
   kingdom: string;
   partition: number;
-  label: number;
+  target: Target;
 }
+
+const targetText = (t: Target) => (Array.isArray(t) ? `[${t.join(", ")}]` : String(t));
 
 const MAX_LINES = 20;
 const MAX_EXAMPLES = 5;
@@ -171,14 +230,14 @@ function checkOptions(o: PrepareOptions) {
       {},
     );
   }
-  return {
-    minLength,
-    maxLength,
-    tokenMaxLength,
-    seed,
-    testSize,
-    labelColumn: o.labelColumn ?? "Membrane",
-  };
+  const plan = planLabels(o);
+  if (o.stratify && plan.problemType === "regression") {
+    throw new ConfigError(
+      "stratify needs class labels; a regression split is random (or use holdoutPartition)",
+      { task: plan.problemType },
+    );
+  }
+  return { minLength, maxLength, tokenMaxLength, seed, testSize, plan };
 }
 
 function tally(r: ReasonCount, line: number, example?: string) {
@@ -202,13 +261,16 @@ function note(
 }
 
 /** Locate the columns we need, or fail naming what is missing and what was found. */
-export function resolveColumns(header: string[], labelColumn: string): Record<string, number> {
+export function resolveColumns(
+  header: string[],
+  labelColumns: string | readonly string[],
+): Record<string, number> {
   const index = new Map<string, number>();
   header.forEach((h, i) => {
     const name = h.trim();
     if (!index.has(name)) index.set(name, i);
   });
-  const wanted = [...DEEPLOC_REQUIRED, labelColumn];
+  const wanted = [...DEEPLOC_REQUIRED, ...[labelColumns].flat()];
   const missing = wanted.filter((c) => !index.has(c));
   if (missing.length > 0) {
     // Header names are printed escaped and capped: the "header" may be any bytes.
@@ -231,9 +293,106 @@ function residueTable(tok: EsmTokenizer): Uint8Array {
   return ok;
 }
 
+/** What the label cells of the whole table said, beyond the rows they dropped. */
+interface LabelFindings {
+  /** Per column: a 0/1 column holding another integer (a column of classes?). */
+  otherIntegers: Map<string, ReasonCount>;
+  /** Per column: regression cells that are not finite numbers. */
+  notNumbers: Map<string, ReasonCount>;
+  /** Per 0/1 column: whether any row had 0 or 1, and a few of the values seen. */
+  seenValid: Map<string, boolean>;
+  values: Map<string, string[]>;
+}
+
+/** The label of one row, or a note of why it has none (`drop`) or why the table is refused. */
+function readTarget(
+  plan: LabelPlan,
+  cells: string[],
+  line: number,
+  found: LabelFindings,
+): { target: Target } | { drop: string } | { refused: true } {
+  const quoted = (c: string, raw: string) =>
+    `line ${line}: ${printable(c)}="${printable(raw, 40)}"`;
+  if (plan.problemType === "regression") {
+    const values: number[] = [];
+    let refused = false;
+    plan.columns.forEach((c, j) => {
+      const v = readNumberCell(cells[j]!);
+      if (v === null) {
+        const r = found.notNumbers.get(c) ?? { count: 0, firstLines: [], examples: [] };
+        found.notNumbers.set(c, r);
+        tally(r, line, quoted(c, cells[j]!));
+        refused = true;
+      } else values.push(v);
+    });
+    return refused ? { refused: true } : { target: values };
+  }
+  if (plan.classes === "values") {
+    const key = classKey(cells[0]!);
+    return key === null ? { drop: quoted(plan.columns[0]!, cells[0]!) } : { target: key };
+  }
+  // 0/1 columns: binary single-label, or multi-label.
+  const values: number[] = [];
+  let drop: string | undefined;
+  let refused = false;
+  plan.columns.forEach((c, j) => {
+    const raw = cells[j]!;
+    const v = readBinaryCell(raw);
+    const seen = found.values.get(c) ?? [];
+    if (seen.length < MAX_EXAMPLES && !seen.includes(raw.trim())) seen.push(raw.trim());
+    found.values.set(c, seen);
+    if (v === 0 || v === 1) {
+      found.seenValid.set(c, true);
+      values.push(v);
+    } else if (v === "other") {
+      const r = found.otherIntegers.get(c) ?? { count: 0, firstLines: [], examples: [] };
+      found.otherIntegers.set(c, r);
+      tally(r, line, quoted(c, raw));
+      refused = true;
+    } else {
+      drop ??= quoted(c, raw);
+    }
+  });
+  if (refused) return { refused: true };
+  if (drop !== undefined) return { drop };
+  return { target: plan.problemType === "single_label_classification" ? values[0]! : values };
+}
+
+/** Refuse label columns that are not what the task reads (see src/data/labels.ts). */
+function checkLabelFindings(plan: LabelPlan, found: LabelFindings, source: string): void {
+  const lines = (r: ReasonCount) =>
+    `${r.count} row${r.count === 1 ? "" : "s"}, e.g. ${r.examples.slice(0, 3).join("; ")}`;
+  for (const [c, r] of found.notNumbers) {
+    throw new DataError(
+      `${source}: the regression target "${printable(c, 60)}" is not a finite number on ${lines(r)}; every target must be a number (fill in or remove those rows)`,
+      { column: c, count: r.count, firstLines: r.firstLines },
+    );
+  }
+  const multi = plan.problemType === "multi_label_classification";
+  const hint = multi
+    ? "label columns (--label-columns, --locations) must hold 0 or 1"
+    : "for a column of k classes add --task single_label_classification";
+  for (const [c, r] of found.otherIntegers) {
+    throw new DataError(
+      `${source}: column "${printable(c, 60)}" is not a 0/1 column: it holds other integers on ${lines(r)}; ${hint}`,
+      { column: c, count: r.count, firstLines: r.firstLines },
+    );
+  }
+  for (const c of plan.columns) {
+    if (plan.classes === "values" || plan.problemType === "regression") break;
+    if (!found.seenValid.get(c) && found.values.has(c)) {
+      const seen = found.values.get(c)!.map((v) => `"${printable(v, 30)}"`);
+      throw new DataError(
+        `${source}: column "${printable(c, 60)}" is not a 0/1 column: no row holds 0 or 1 (values such as ${seen.join(", ")}); ${hint}`,
+        { column: c, values: found.values.get(c) },
+      );
+    }
+  }
+}
+
 async function readRows(
   input: string,
-  labelColumn: string,
+  plan: LabelPlan,
   ok: Uint8Array,
   onProgress?: (p: PrepareProgress) => void,
 ) {
@@ -242,6 +401,12 @@ async function readRows(
   const warnings: string[] = [];
   const rows: Row[] = [];
   const lines: number[] = [];
+  const found: LabelFindings = {
+    otherIntegers: new Map(),
+    notNumbers: new Map(),
+    seenValid: new Map(),
+    values: new Map(),
+  };
   // The kept row (index into rows) of each id and each sequence seen so far.
   const byId = new Map<string, number>();
   const bySequence = new Map<string, number>();
@@ -260,7 +425,7 @@ async function readRows(
   let rowsRead = 0;
   for await (const rec of readCsv(opened.stream, { name: opened.displayName })) {
     if (!cols) {
-      cols = resolveColumns(rec.fields, labelColumn);
+      cols = resolveColumns(rec.fields, plan.columns);
       width = rec.fields.length;
       continue;
     }
@@ -305,17 +470,18 @@ async function readRows(
       );
       continue;
     }
-    const rawLabel = f[cols[labelColumn]!]!.trim();
-    const label = rawLabel === "" ? Number.NaN : Number(rawLabel);
-    if (label !== 0 && label !== 1) {
-      note(
-        dropped,
-        "invalid_label",
-        rec.line,
-        `line ${rec.line}: ${printable(labelColumn)}="${printable(rawLabel, 40)}"`,
-      );
+    const read = readTarget(
+      plan,
+      plan.columns.map((c) => f[cols![c]!]!),
+      rec.line,
+      found,
+    );
+    if ("refused" in read) continue; // the table is refused after reading (checkLabelFindings)
+    if ("drop" in read) {
+      note(dropped, "invalid_label", rec.line, read.drop);
       continue;
     }
+    const target = read.target;
     const rawPartition = f[cols.Partition!]!.trim();
     const partition = Number(rawPartition);
     if (rawPartition === "" || !Number.isInteger(partition)) {
@@ -340,11 +506,11 @@ async function readRows(
             ? `same row as ${where}`
             : `id ${printable(id, 40)} already on ${where}, with another sequence`;
       const example = `line ${rec.line}: ${what}`;
-      if (kept.label !== label) {
+      if (targetText(kept.target) !== targetText(target)) {
         tally(
           conflicts,
           rec.line,
-          `${example}: ${printable(labelColumn)} ${label} here, ${kept.label} kept`,
+          `${example}: ${printable(plan.columns.join(","), 60)} ${printable(targetText(target), 60)} here, ${printable(targetText(kept.target), 60)} kept`,
         );
       }
       note(dropped, "duplicate", rec.line, example);
@@ -352,10 +518,11 @@ async function readRows(
     }
     if (id !== "") byId.set(id, rows.length);
     bySequence.set(sequence, rows.length);
-    rows.push({ id, sequence, kingdom: f[cols.Kingdom!]!.trim(), partition, label });
+    rows.push({ id, sequence, kingdom: f[cols.Kingdom!]!.trim(), partition, target });
     lines.push(rec.line);
   }
   if (!cols) throw new DataError(`${opened.displayName} is empty: no header row`, { input });
+  checkLabelFindings(plan, found, opened.displayName);
   return { rows, lines, dropped, conflicts, warnings, rowsRead, source: opened.displayName };
 }
 
@@ -380,17 +547,66 @@ export function summariseLengths(lengths: number[]): LengthSummary {
   };
 }
 
-function countClasses(labels: Iterable<number>): Record<string, number> {
-  const counts: Record<string, number> = { "0": 0, "1": 0 };
+/** Rows per class id (every class listed, absent ones with 0). */
+function countClasses(labels: Iterable<number>, numClasses = 2): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (let c = 0; c < numClasses; c++) counts[String(c)] = 0;
   for (const l of labels) counts[String(l)] = (counts[String(l)] ?? 0) + 1;
   return counts;
 }
 
-/** Indices of the test rows: random (optionally per class) or one homology partition. */
+/** Positive rows per label name. */
+function countPositives(
+  rows: Iterable<number[]>,
+  names: readonly string[],
+): Record<string, number> {
+  const counts: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+  for (const r of rows) {
+    r.forEach((v, c) => {
+      counts[names[c]!]! += v;
+    });
+  }
+  return counts;
+}
+
+function summariseTargets(
+  rows: readonly number[][],
+  names: readonly string[],
+): Record<string, TargetSummary> {
+  const round = (x: number) => Math.round(x * 1e6) / 1e6;
+  return Object.fromEntries(
+    names.map((name, c) => {
+      const v = rows.map((r) => r[c]!);
+      const mean = v.reduce((a, b) => a + b, 0) / (v.length || 1);
+      const variance = v.reduce((a, b) => a + (b - mean) ** 2, 0) / (v.length || 1);
+      return [
+        name,
+        {
+          min: Math.min(...v),
+          max: Math.max(...v),
+          mean: round(mean),
+          std: round(Math.sqrt(variance)),
+        },
+      ];
+    }),
+  );
+}
+
+/**
+ * Indices of the test rows: random, stratified (per class, or for multi-label rows
+ * `labelSets` by iterative stratification), or one homology partition.
+ */
 export function splitIndices(
   labels: number[],
   partitions: number[],
-  opts: { testSize: number; seed: number; stratify: boolean; holdoutPartition?: number },
+  opts: {
+    testSize: number;
+    seed: number;
+    stratify: boolean;
+    holdoutPartition?: number;
+    /** Multi-label 0/1 rows (one per example): stratify all labels at once. */
+    labelSets?: readonly number[][];
+  },
 ): { train: number[]; test: number[] } {
   const n = labels.length;
   const isTest = new Uint8Array(n);
@@ -398,6 +614,9 @@ export function splitIndices(
     partitions.forEach((p, i) => {
       if (p === opts.holdoutPartition) isTest[i] = 1;
     });
+  } else if (opts.stratify && opts.labelSets) {
+    for (const i of iterativeStratification(opts.labelSets, opts.testSize, opts.seed))
+      isTest[i] = 1;
   } else {
     const rng = new SeededRandom(opts.seed);
     const groups = opts.stratify
@@ -416,15 +635,54 @@ export function splitIndices(
 }
 
 /** Balanced weights of the training labels, or null when a class is absent. */
-function balancedOrNull(labels: number[]): number[] | null {
+function balancedOrNull(labels: number[], numClasses: number): number[] | null {
   try {
-    return balancedClassWeights(labels, 2);
+    return balancedClassWeights(labels, numClasses);
   } catch {
     return null;
   }
 }
 
-function toFrame(rows: Row[], idx: number[], tok: EsmTokenizer, tokenMaxLength: number) {
+function posWeightOrNull(rows: number[][], numLabels: number): number[] | null {
+  try {
+    return balancedPositiveWeights(rows, numLabels);
+  } catch {
+    return null;
+  }
+}
+
+/** The Parquet `label` column of a task (see the file header). */
+function labelSeries(problemType: ProblemType, values: (number | number[])[]): pl.Series {
+  if (problemType === "single_label_classification") return pl.Series("label", values, pl.Int64);
+  if (problemType === "multi_label_classification") {
+    return pl.Series(
+      "label",
+      values.map((v) => Float32Array.from(v as number[])),
+      pl.List(pl.Float32),
+    );
+  }
+  const rows = values as number[][];
+  return rows[0]?.length === 1
+    ? pl.Series(
+        "label",
+        rows.map((r) => r[0]!),
+        pl.Float64,
+      )
+    : pl.Series(
+        "label",
+        rows.map((r) => Float64Array.from(r)),
+        pl.List(pl.Float64),
+      );
+}
+
+function toFrame(
+  rows: Row[],
+  labels: (number | number[])[],
+  problemType: ProblemType,
+  idx: number[],
+  tok: EsmTokenizer,
+  tokenMaxLength: number,
+) {
   const ids: Int32Array[] = [];
   const masks: Int8Array[] = [];
   let truncated = 0;
@@ -457,10 +715,9 @@ function toFrame(rows: Row[], idx: number[], tok: EsmTokenizer, tokenMaxLength: 
       pick((r) => r.partition),
       pl.Int32,
     ),
-    pl.Series(
-      "label",
-      pick((r) => r.label),
-      pl.Int64,
+    labelSeries(
+      problemType,
+      idx.map((i) => labels[i]!),
     ),
     pl.Series(
       "length",
@@ -477,9 +734,10 @@ function toFrame(rows: Row[], idx: number[], tok: EsmTokenizer, tokenMaxLength: 
 export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const t0 = performance.now();
   const o = checkOptions(options);
+  const plan = o.plan;
   const tok = options.tokenizer ?? new EsmTokenizer();
   const progress = options.onProgress;
-  const read = await readRows(options.input, o.labelColumn, residueTable(tok), progress);
+  const read = await readRows(options.input, plan, residueTable(tok), progress);
 
   const filtered: Partial<Record<FilterReason, ReasonCount>> = {};
   const kept: Row[] = [];
@@ -496,16 +754,27 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     );
   }
 
+  // Labels as the model sees them: class ids, or 0/1 / target vectors.
+  const classes =
+    plan.classes === "values" ? classesOf(kept.map((r) => r.target as string)) : undefined;
+  const task = taskOf(plan, classes?.names);
+  const labels: (number | number[])[] = kept.map((r) =>
+    classes ? classes.ids.get(r.target as string)! : (r.target as number | number[]),
+  );
+  const single = plan.problemType === "single_label_classification";
+  const multi = plan.problemType === "multi_label_classification";
+  const classIds = single ? (labels as number[]) : kept.map(() => 0);
+
   progress?.({ phase: "split", rows: kept.length });
-  const labels = kept.map((r) => r.label);
   const split = splitIndices(
-    labels,
+    classIds,
     kept.map((r) => r.partition),
     {
       testSize: o.testSize,
       seed: o.seed,
       stratify: options.stratify ?? false,
       holdoutPartition: options.holdoutPartition,
+      labelSets: multi ? (labels as number[][]) : undefined,
     },
   );
   if (split.test.length === 0 || split.train.length === 0) {
@@ -517,13 +786,27 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   }
 
   progress?.({ phase: "write", rows: kept.length });
-  const trainFrame = toFrame(kept, split.train, tok, o.tokenMaxLength);
-  const testFrame = toFrame(kept, split.test, tok, o.tokenMaxLength);
+  const trainFrame = toFrame(kept, labels, plan.problemType, split.train, tok, o.tokenMaxLength);
+  const testFrame = toFrame(kept, labels, plan.problemType, split.test, tok, o.tokenMaxLength);
+  const k = task.labels.length;
+  const splitStats = (idx: number[]): SplitStats => {
+    const part = idx.map((i) => labels[i]!);
+    if (single) return { rows: idx.length, classCounts: countClasses(part as number[], k) };
+    if (multi)
+      return { rows: idx.length, classCounts: countPositives(part as number[][], task.labels) };
+    return {
+      rows: idx.length,
+      classCounts: {},
+      targets: summariseTargets(part as number[][], task.labels),
+    };
+  };
   const trainLabels = split.train.map((i) => labels[i]!);
+  const all = splitStats(kept.map((_, i) => i));
 
   const stats: PrepareStats = {
     source: read.source,
-    labelColumn: o.labelColumn,
+    labelColumn: plan.columns.join(","),
+    task: { ...task, columns: plan.columns },
     options: {
       minLength: o.minLength,
       maxLength: o.maxLength,
@@ -539,21 +822,16 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
     duplicateLabelConflicts: read.conflicts,
     filtered,
     truncated: trainFrame.truncated + testFrame.truncated,
-    classCounts: countClasses(labels),
-    splits: {
-      train: { rows: split.train.length, classCounts: countClasses(trainLabels) },
-      test: {
-        rows: split.test.length,
-        classCounts: countClasses(split.test.map((i) => labels[i]!)),
-      },
-    },
+    classCounts: all.classCounts,
+    ...(all.targets ? { targets: all.targets } : {}),
+    splits: { train: splitStats(split.train), test: splitStats(split.test) },
     length: summariseLengths(kept.map((r) => r.sequence.length)),
-    classWeights: balancedOrNull(trainLabels),
+    classWeights: single ? balancedOrNull(trainLabels as number[], k) : null,
+    ...(multi ? { posWeight: posWeightOrNull(trainLabels as number[][], k) } : {}),
     columns: trainFrame.frame.columns,
     warnings: read.warnings,
     seconds: 0,
   };
-
   const out = await openOutputDir(options.out, { overwrite: options.overwrite });
   try {
     trainFrame.frame.writeParquet(path.join(out.localDir, "train.parquet"), {

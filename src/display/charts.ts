@@ -50,7 +50,7 @@ const finite = (v: unknown): v is number => typeof v === "number" && Number.isFi
 type Loose = { type: string; [key: string]: unknown };
 const loose = (e: TrainerEvent) => e as Loose;
 
-const NOT_METRICS = new Set(["type", "step", "epoch", "metrics", "count", "seconds"]);
+const NOT_METRICS = new Set(["type", "step", "epoch", "metrics", "count", "seconds", "threshold"]);
 
 /** The finite metrics of an eval event: from `metrics` if present, else its own fields. */
 export function evalMetrics(event: TrainerEvent): Record<string, number> {
@@ -461,6 +461,195 @@ export function membraneProbabilityChart(
           line: { dash: "dash", color: "#444", width: 1 },
         },
       ],
+    },
+  };
+}
+
+// ---- multi-label and embedding charts ----------------------------------------------------
+
+/**
+ * One bar per label of a per-label score (multi-label metrics' `perLabel`), e.g. each
+ * location's MCC; the mean over labels as a dashed line.
+ */
+export function labelMetricChart<T extends { readonly label: string }>(
+  perLabel: readonly T[],
+  options: { metric?: string; title?: string } = {},
+): PlotlyFigure {
+  const metric = options.metric ?? "mcc";
+  const values = perLabel.map((s) => (s as unknown as Record<string, unknown>)[metric]);
+  const bad = values.findIndex((v) => !finite(v));
+  if (bad >= 0) {
+    throw new ConfigError(
+      `Label ${JSON.stringify(perLabel[bad]!.label)} has no finite "${metric}" (${String(values[bad])})`,
+      { metric },
+    );
+  }
+  const ys = values as number[];
+  const mean = ys.reduce((a, b) => a + b, 0) / (ys.length || 1);
+  const bounded = metric === "mcc" ? [-1, 1.1] : [0, 1.1];
+  return {
+    data: [
+      {
+        type: "bar",
+        name: metric,
+        x: perLabel.map((s) => s.label),
+        y: ys,
+        text: ys.map((v) => v.toFixed(2)),
+        textposition: "outside",
+        marker: { color: ys.map((v) => (v >= 0 ? CLASS_COLORS.positive : CLASS_COLORS.negative)) },
+      },
+    ],
+    layout: {
+      title: {
+        text: options.title ?? `${metric.toUpperCase()} per label (mean ${mean.toFixed(3)})`,
+      },
+      xaxis: { title: { text: "label" }, type: "category" },
+      yaxis: {
+        title: { text: metric },
+        range: ys.every((v) => v >= -1 && v <= 1) ? bounded : undefined,
+      },
+      shapes: [
+        {
+          type: "line",
+          xref: "paper",
+          x0: 0,
+          x1: 1,
+          y0: mean,
+          y1: mean,
+          line: { dash: "dash", color: "#444", width: 1 },
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * Multi-label: positive proteins per label and split as grouped bars (from stats.json's
+ * task and per-split counts), each annotated with its share of the split.
+ */
+export function labelBalanceChart(
+  stats: Pick<PrepareStats, "splits"> & { task?: { labels: string[] } },
+  options: { title?: string } = {},
+): PlotlyFigure {
+  const labels = stats.task?.labels;
+  if (!labels) {
+    throw new ConfigError(
+      "labelBalanceChart needs stats.json's task (prepared by this version)",
+      {},
+    );
+  }
+  return {
+    data: Object.entries(stats.splits).map(([split, s]) => {
+      const counts = labels.map((l) => s.classCounts[l] ?? 0);
+      return {
+        type: "bar",
+        name: `${split} (${s.rows} proteins)`,
+        x: labels,
+        y: counts,
+        text: counts.map((n) => `${n} (${((100 * n) / (s.rows || 1)).toFixed(1)} %)`),
+        textposition: "auto",
+      };
+    }),
+    layout: {
+      title: { text: options.title ?? "Positive proteins per label and split" },
+      barmode: "group",
+      xaxis: { title: { text: "label" }, type: "category" },
+      yaxis: { title: { text: "proteins" } },
+    },
+  };
+}
+
+/** A protein's probability per label (a multi-label answer's `probabilities`). */
+export interface LabelProbabilities {
+  /** Shown on the y axis, e.g. "P43220 GLP1R". */
+  name: string;
+  probabilities: Record<string, number>;
+}
+
+/**
+ * Proteins down, labels across, each cell the label's probability (0..1), annotated;
+ * with `threshold`, cells at or above it are marked with a "*".
+ */
+export function probabilityHeatmap(
+  rows: readonly LabelProbabilities[],
+  options: { labels?: string[]; threshold?: number; title?: string } = {},
+): PlotlyFigure {
+  const labels = options.labels ?? Object.keys(rows[0]?.probabilities ?? {});
+  const z = rows.map((r) =>
+    labels.map((l) => {
+      const p = r.probabilities[l];
+      if (!finite(p)) {
+        throw new ConfigError(`${r.name} has no probability for label ${JSON.stringify(l)}`, {
+          name: r.name,
+          label: l,
+        });
+      }
+      return p;
+    }),
+  );
+  const t = options.threshold;
+  return {
+    data: [
+      {
+        type: "heatmap",
+        z,
+        x: labels,
+        y: rows.map((r) => r.name),
+        zmin: 0,
+        zmax: 1,
+        colorscale: "Viridis",
+        text: z.map((row) =>
+          row.map((p) => `${p.toFixed(2)}${t !== undefined && p >= t ? "*" : ""}`),
+        ),
+        texttemplate: "%{text}",
+        hovertemplate: "%{y}<br>%{x}: %{z:.3f}<extra></extra>",
+      },
+    ],
+    layout: {
+      title: {
+        text:
+          options.title ?? `Probability per label${t !== undefined ? ` (* at or above ${t})` : ""}`,
+      },
+      xaxis: { title: { text: "label" }, type: "category" },
+      yaxis: { type: "category", autorange: "reversed" },
+    },
+  };
+}
+
+/** A point of a 2-D embedding plot. */
+export interface EmbeddingPoint {
+  x: number;
+  y: number;
+  /** Colour group (e.g. the protein's location). */
+  group: string;
+  /** Shown on hover. */
+  name?: string;
+}
+
+/** A scatter of 2-D points (e.g. a PCA of embeddings), one colour per group. */
+export function embeddingScatter(
+  points: readonly EmbeddingPoint[],
+  options: { title?: string; xTitle?: string; yTitle?: string } = {},
+): PlotlyFigure {
+  const groups = [...new Set(points.map((p) => p.group))].sort();
+  return {
+    data: groups.map((g) => {
+      const ps = points.filter((p) => p.group === g);
+      return {
+        type: "scatter",
+        mode: "markers",
+        name: `${g} (${ps.length})`,
+        x: ps.map((p) => p.x),
+        y: ps.map((p) => p.y),
+        text: ps.map((p) => p.name ?? ""),
+        hovertemplate: "%{text}<br>(%{x:.2f}, %{y:.2f})<extra></extra>",
+        marker: { size: 6, opacity: 0.8 },
+      };
+    }),
+    layout: {
+      title: { text: options.title ?? "Embeddings" },
+      xaxis: { title: { text: options.xTitle ?? "PC 1" }, zeroline: false },
+      yaxis: { title: { text: options.yTitle ?? "PC 2" }, zeroline: false },
     },
   };
 }

@@ -60,13 +60,19 @@ export {
   CLASS_COLORS,
   classBalanceChart,
   confusionMatrixChart,
+  type EmbeddingPoint,
+  embeddingScatter,
   evalMetrics,
+  type LabelProbabilities,
+  labelBalanceChart,
+  labelMetricChart,
   lengthHistogram,
   lossChart,
   membraneProbabilityChart,
   metricNames,
   metricsChart,
   type ProteinPrediction,
+  probabilityHeatmap,
   rocChart,
   type TrainerEvalEvent,
   type TrainerEvent,
@@ -74,6 +80,7 @@ export {
   trainingChart,
 } from "./charts";
 export type { LiveChart, LiveChartOptions } from "./live-chart";
+export { type PcaResult, pca } from "./pca";
 export {
   figureSummary,
   PLOTLY_MIME,

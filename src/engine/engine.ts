@@ -20,7 +20,7 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import { ConfigError } from "../errors";
 import type { SeededRandom } from "../util/random";
-import { DEFAULT_TASK, TASKS, type TaskName } from "./task";
+import { TASKS, type TaskName } from "./task";
 
 export const ENGINE_CHOICES = ["auto", "onnx", "tfjs"] as const;
 export type EngineChoice = (typeof ENGINE_CHOICES)[number];
@@ -42,15 +42,19 @@ export interface MicroBatch {
   inputIds: tf.Tensor2D;
   /** `[B, L]` int32 or float32 0/1 */
   attentionMask: tf.Tensor2D;
-  /** `[B]` int32 */
+  /** `[B]` int32 class ids (single-label). */
   labels: tf.Tensor1D;
+  /** `[B, numLabels]` float32 label vectors (multi-label 0/1, regression targets). */
+  targets?: tf.Tensor2D;
 }
 
 export interface StepOptions {
   /** The task whose loss is computed (task.ts); default DEFAULT_TASK. An engine without it refuses. */
   task?: TaskName;
-  /** Per-class loss weights (torch's CrossEntropyLoss(weight=...)). */
+  /** Single-label: per-class loss weights (torch's CrossEntropyLoss(weight=...)). */
   classWeights?: number[];
+  /** Multi-label: per-label positive weights (torch's BCEWithLogitsLoss(pos_weight=...)). */
+  posWeight?: number[];
   /** Multiplies the loss (1 / gradient accumulation steps). */
   lossScale?: number;
   gradientCheckpointing?: boolean;
@@ -94,13 +98,15 @@ export interface EngineCapabilities {
   readonly int8Base: boolean;
 }
 
+const ALL_TASKS = Object.keys(TASKS) as TaskName[];
+
 /**
  * Both engines' capabilities, side by side. A feature lands in one engine first: set it
  * here, and the other refuses it clearly (`requireCapabilities`) until it has it too.
  */
 export const ENGINE_CAPABILITIES: Readonly<Record<EngineName, EngineCapabilities>> = {
-  tfjs: { tasks: [DEFAULT_TASK], trainsEmbeddings: true, int8Base: false },
-  onnx: { tasks: [DEFAULT_TASK], trainsEmbeddings: false, int8Base: false },
+  tfjs: { tasks: ALL_TASKS, trainsEmbeddings: true, int8Base: false },
+  onnx: { tasks: ALL_TASKS, trainsEmbeddings: false, int8Base: false },
 };
 
 /** What a run asks of its engine. */

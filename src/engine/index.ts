@@ -15,7 +15,7 @@ export {
   type TokenBatch,
 } from "./engine";
 export { type CrossEntropyOptions, crossEntropy } from "./loss";
-export { checkLabels, DEFAULT_TASK, TASKS, type TaskName, type TaskSpec } from "./task";
+export { checkLabels, DEFAULT_TASK, TASKS, type TaskLoss, type TaskName } from "./task";
 export {
   type ClassifierModel,
   forwardHidden,

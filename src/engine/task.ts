@@ -11,8 +11,10 @@
  * engine without it refuses the task with a ConfigError naming the engine that has it.
  */
 import { DataError } from "../errors";
+import type { ProblemType } from "../util/task";
 
-export interface TaskSpec {
+/** What a task means for an engine (the task itself, with its label names: util/task.ts). */
+export interface TaskLoss {
   /** The loss, as transformers computes it for this problem_type. */
   loss: string;
   /** What a label is. */
@@ -24,7 +26,15 @@ export const TASKS = {
     loss: "cross-entropy over num_labels classes, optionally class-weighted",
     labels: "one class index per sequence in 0..num_labels-1 (-100: ignored)",
   },
-} as const satisfies Record<string, TaskSpec>;
+  multi_label_classification: {
+    loss: "binary cross-entropy with logits, the mean over every label, optionally with pos_weight per label",
+    labels: "a 0/1 vector of num_labels per sequence",
+  },
+  regression: {
+    loss: "mean squared error over every target",
+    labels: "a vector of num_labels real targets per sequence",
+  },
+} as const satisfies Record<ProblemType, TaskLoss>;
 
 export type TaskName = keyof typeof TASKS;
 

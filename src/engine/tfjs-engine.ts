@@ -13,6 +13,7 @@
  * dropout masks, which are replayed from the saved random state.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { ConfigError } from "../errors";
 import type { AdaptableModel } from "../lora/lora";
 import { EMBEDDING, layerPrefix } from "../model/architecture";
 import type { SeededRandom } from "../util/random";
@@ -25,7 +26,7 @@ import {
   type StepResult,
   type TokenBatch,
 } from "./engine";
-import { crossEntropy } from "./loss";
+import { bceWithLogits, crossEntropy, mseLoss } from "./loss";
 import { DEFAULT_TASK } from "./task";
 
 /** What the tfjs engine needs from a sequence-classification model (an Esm2Model). */
@@ -115,12 +116,33 @@ export function lossAndGradients(
   options: StepOptions = {},
 ): StepResult {
   const scale = options.lossScale ?? 1;
-  const weight = options.classWeights;
   const lossOf = (logits: tf.Tensor2D) =>
-    tf.mul(crossEntropy(logits, batch.labels, weight ? { weight } : {}), scale) as tf.Scalar;
+    tf.mul(taskLoss(logits, batch, options), scale) as tf.Scalar;
   return options.gradientCheckpointing
     ? checkpointed(model, params, batch, lossOf, scale, options.dropoutRng)
     : plain(model, params, batch, lossOf, scale);
+}
+
+/** The loss of the task, as EsmForSequenceClassification computes it (src/train/loss.ts). */
+export function taskLoss(logits: tf.Tensor2D, batch: MicroBatch, options: StepOptions): tf.Scalar {
+  const problemType = options.task ?? DEFAULT_TASK;
+  if (problemType === "single_label_classification") {
+    const weight = options.classWeights;
+    return crossEntropy(logits, batch.labels, weight ? { weight } : {});
+  }
+  if (!batch.targets) {
+    throw new ConfigError(`A ${problemType} step needs label vectors (batch.targets)`, {
+      problemType,
+    });
+  }
+  if (problemType === "multi_label_classification") {
+    return bceWithLogits(
+      logits,
+      batch.targets,
+      options.posWeight ? { posWeight: options.posWeight } : {},
+    );
+  }
+  return mseLoss(logits, batch.targets);
 }
 
 function plain(

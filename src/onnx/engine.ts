@@ -36,6 +36,7 @@ import { SeededRandom } from "../util/random";
 import { dropoutMaskName, EsmGraph, type GraphPlan, IN, type ModulePlan, OUT } from "./esm-graph";
 import { GraphBuilder } from "./graph";
 import { boolScalar, floatTensor, int32Tensor, OrtSession, type OrtTensor } from "./runtime";
+import { LOSS_KINDS, targetsOf, taskLossFeeds } from "./task-feeds";
 
 const LAYER_ALIAS = "layer.";
 
@@ -151,7 +152,8 @@ export class OnnxEsmEngine implements EsmEngine {
     }
     const lora = this.options.lora;
     const training = lora ? lora.training : false;
-    const plan = this.plan(names, training);
+    const problemType = options.task ?? DEFAULT_TASK;
+    const plan: GraphPlan = { ...this.plan(names, training), loss: LOSS_KINDS[problemType] };
     const [B, L] = batch.inputIds.shape;
     const tb: TokenBatch = {
       inputIds: batch.inputIds.dataSync(),
@@ -160,16 +162,18 @@ export class OnnxEsmEngine implements EsmEngine {
       seqLen: L,
     };
     const t = this.tables(tb);
-    const labels = batch.labels.dataSync();
-    const lw = lossWeights(
-      labels,
-      plan.config.numLabels,
-      options.classWeights,
-      options.lossScale ?? 1,
-    );
+    const C = plan.config.numLabels;
+    const lw: { weights: Float32Array; targets?: Float32Array; empty: boolean } =
+      problemType === "single_label_classification"
+        ? lossWeights(batch.labels.dataSync(), C, options.classWeights, options.lossScale ?? 1)
+        : taskLossFeeds(problemType, targetsOf(batch, B, C), C, {
+            posWeight: options.posWeight,
+            scale: options.lossScale ?? 1,
+          });
     const feeds: Record<string, OrtTensor> = {
       ...t.feeds,
-      [IN.lossWeights]: floatTensor(lw.weights, [B, plan.config.numLabels]),
+      [IN.lossWeights]: floatTensor(lw.weights, [B, C]),
+      ...(lw.targets ? { [IN.lossTargets]: floatTensor(lw.targets, [B, C]) } : {}),
       ...this.dropoutMasks(plan, B, L, options.dropoutRng),
     };
     const scale = options.lossScale ?? 1;
@@ -541,7 +545,7 @@ function signature(plan: GraphPlan, part?: number | "head"): string {
     return JSON.stringify([mods, norms]);
   };
   const c = plan.config;
-  const shape = `g${plan.headGroups ?? 1}/${c.hiddenSize}/${c.numAttentionHeads}/${c.intermediateSize}/${c.numLabels}/${c.vocabSize}/${c.layerNormEps}`;
+  const shape = `g${plan.headGroups ?? 1}/${c.hiddenSize}/${c.numAttentionHeads}/${c.intermediateSize}/${c.numLabels}/${c.vocabSize}/${c.layerNormEps}/${plan.loss ?? "cross_entropy"}`;
   if (part === undefined) return `${shape}:${pick(() => true)}`;
   if (part === "head")
     return `${shape}:${pick(isClassifier)}:${plan.trainableNorms.has(FINAL_NORM)}`;

@@ -22,7 +22,11 @@
  *   attention (P = softmax): dV = P^T dC, dP = dC V^T, dS = P (dP - rowsum(dP P)),
  *                            dQ = dS K, dK = dS^T Q
  *   rotary  y = x cos + rot(x) sin, rot([a, b]) = [-b, a]: dx = dy cos - rot(dy sin)
- *   loss    -sum(W log_softmax(z)), W = weighted one-hot rows: dz = softmax(z) rowsum(W) - W
+ *   loss, by problem type (W, P fed per batch; see task-feeds.ts taskLossFeeds):
+ *     cross-entropy  -sum(W log_softmax(z)), W = weighted one-hot rows: dz = softmax(z) rowsum(W) - W
+ *     BCE-with-logits sum(W softplus(z) - P z): dz = W sigmoid(z) - P
+ *                    (W = (p y + 1 - y) s / (B C), P = p y s / (B C); p = pos_weight, s = loss scale)
+ *     MSE            sum(W (z - T)^2): dz = 2 W (z - T)   (W = s / (B C), T = targets)
  */
 
 import { loraKeys } from "../lora/lora";
@@ -89,7 +93,12 @@ export interface GraphPlan {
   trainableNorms: ReadonlySet<string>;
   /** Attention runs over the heads in this many groups (default 1: all at once). */
   headGroups?: number;
+  /** The loss of training graphs (default cross-entropy: single-label classification). */
+  loss?: LossKind;
 }
+
+/** The loss a training graph ends with, one per problem type. */
+export type LossKind = "cross_entropy" | "bce_with_logits" | "mse";
 
 /** Input names of per-batch tables. */
 export const IN = {
@@ -99,6 +108,7 @@ export const IN = {
   cos: "rope_cos",
   sin: "rope_sin",
   lossWeights: "loss_weights",
+  lossTargets: "loss_targets",
   hidden: "hidden",
   dHidden: "d_hidden",
   backward: "backward",
@@ -571,12 +581,37 @@ export class EsmGraph {
     return { logits: out.y, back };
   }
 
-  /** Weighted cross-entropy from fed loss weights `[B, C]`; returns loss and dLogits. */
+  /**
+   * The plan's loss from fed tables `[B, C]` (see the header): weighted cross-entropy,
+   * BCE-with-logits or MSE; returns the loss and its gradient w.r.t. the logits.
+   */
   loss(logits: string): { loss: string; dLogits: string } {
     const g = this.g;
-    const w = g.input(IN.lossWeights, "float", ["B", this.plan.config.numLabels]);
+    const C = this.plan.config.numLabels;
+    const w = g.input(IN.lossWeights, "float", ["B", C]);
+    const sum = (x: string) => g.op("ReduceSum", [x], { keepdims: 0 });
+    const kind = this.plan.loss ?? "cross_entropy";
+    if (kind === "bce_with_logits") {
+      const p = g.input(IN.lossTargets, "float", ["B", C]);
+      // softplus(z) = relu(z) + log(1 + exp(-|z|)): finite for any z.
+      const softplus = g.op("Add", [
+        g.op("Relu", [logits]),
+        g.op("Log", [
+          g.op("Add", [g.f32([1]), g.op("Exp", [g.op("Neg", [g.op("Abs", [logits])])])]),
+        ]),
+      ]);
+      const loss = sum(g.op("Sub", [g.op("Mul", [w, softplus]), g.op("Mul", [p, logits])]));
+      const dLogits = g.op("Sub", [g.op("Mul", [w, g.op("Sigmoid", [logits])]), p]);
+      return { loss, dLogits };
+    }
+    if (kind === "mse") {
+      const t = g.input(IN.lossTargets, "float", ["B", C]);
+      const d = g.op("Sub", [logits, t]);
+      const wd = g.op("Mul", [w, d]);
+      return { loss: sum(g.op("Mul", [wd, d])), dLogits: g.op("Mul", [g.f32([2]), wd]) };
+    }
     const lsm = g.op("LogSoftmax", [logits], { axis: -1 });
-    const loss = g.op("Neg", [g.op("ReduceSum", [g.op("Mul", [w, lsm])], { keepdims: 0 })]);
+    const loss = g.op("Neg", [sum(g.op("Mul", [w, lsm]))]);
     const rowW = g.op("ReduceSum", [w, g.i64([1])], { keepdims: 1 });
     const dLogits = g.op("Sub", [g.op("Mul", [g.op("Softmax", [logits], { axis: -1 }), rowW]), w]);
     return { loss, dLogits };

@@ -17,6 +17,7 @@ import { createEmbedder, type Embedder } from "../onnx/embedder";
 import { OnnxEsmEngine } from "../onnx/engine";
 import { checkThreads, createEngine, defaultThreads, resolveEngine } from "../onnx/select";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
+import { type ProblemType, taskOfConfig } from "../util/task";
 import type { ClassProbabilities, EmbeddingRequest, Predictor } from "./predictor";
 
 export interface EsmPredictorOptions {
@@ -32,6 +33,7 @@ export interface EsmPredictorOptions {
 }
 
 export interface EsmPredictor extends Predictor {
+  readonly problemType: ProblemType;
   readonly model: Esm2Model;
   readonly tokenizer: EsmTokenizer;
   /** The engine in use. */
@@ -89,6 +91,14 @@ export async function loadEsmPredictor(
   const engine = createEngine(decision.name, model, { threads });
   const n = model.config.numLabels;
   const labels = Array.from({ length: n }, (_, i) => model.config.id2label[i] ?? String(i));
+  const { problemType } = taskOfConfig(model.config);
+  // Logits -> the answer: softmax, a sigmoid per label, or the values themselves.
+  const answer = (row: ArrayLike<number>): ClassProbabilities =>
+    problemType === "regression"
+      ? { labels, probabilities: [], values: Array.from(row) }
+      : problemType === "multi_label_classification"
+        ? { labels, probabilities: Array.from(row, sigmoid) }
+        : { labels, probabilities: softmax(row) };
   // Embeddings share the onnx engine (made here when the tfjs engine classifies).
   let embedder: Embedder | undefined;
   let embedEngine: OnnxEsmEngine | undefined;
@@ -96,6 +106,7 @@ export async function loadEsmPredictor(
     model,
     tokenizer,
     labels,
+    problemType,
     maxLength,
     async predict(sequences: string[]): Promise<ClassProbabilities[]> {
       const rows = sequences.map((seq) => tokenizer.encode(seq, { maxLength, truncation: true }));
@@ -121,7 +132,7 @@ export async function loadEsmPredictor(
           seqLen: pass.width,
         });
         for (let b = 0; b < part.length; b++) {
-          out.push({ labels, probabilities: softmax(logits.subarray(b * n, (b + 1) * n)) });
+          out.push(answer(logits.subarray(b * n, (b + 1) * n)));
         }
       }
       return out;
@@ -158,6 +169,13 @@ function padRow(row: readonly number[], width: number, value: number): number[] 
   return row.length >= width
     ? [...row]
     : row.concat(new Array<number>(width - row.length).fill(value));
+}
+
+/** The logistic function in float64, finite for any input. */
+function sigmoid(z: number): number {
+  if (z >= 0) return 1 / (1 + Math.exp(-z));
+  const e = Math.exp(z);
+  return e / (1 + e);
 }
 
 /** Softmax in float64, for one row of logits. */

@@ -23,6 +23,7 @@ async function main(): Promise<void> {
     labels: predictor.labels,
     maxLength: predictor.maxLength,
     numLayers: predictor.numLayers,
+    problemType: predictor.problemType,
   });
   port.on("message", async (m: Request) => {
     try {

@@ -7,10 +7,20 @@
  */
 import { ConfigError } from "../errors";
 
-/** Class probabilities for one sequence, in `labels` order; they sum to 1. */
+import type { ProblemType } from "../util/task";
+
+/**
+ * What a predictor answers for one sequence, in `labels` order: single-label, class
+ * probabilities (a softmax: they sum to 1); multi-label, each label's probability (an
+ * independent sigmoid); regression, the predicted values in `values` (and no
+ * probabilities).
+ */
 export interface ClassProbabilities {
   labels: string[];
+  /** Empty for regression. */
   probabilities: number[];
+  /** Regression: the predicted value of each target. */
+  values?: number[];
 }
 
 /** What an embeddings endpoint computes (see src/onnx/embedder.ts for the conventions). */
@@ -23,6 +33,8 @@ export interface EmbeddingRequest {
 export interface Predictor {
   /** Class names in id2label order, e.g. ["0", "1"] or ["non-membrane", "membrane"]. */
   readonly labels: string[];
+  /** What the answers are (config.problem_type); default single_label_classification. */
+  readonly problemType?: ProblemType;
   /** Most tokens per sequence including <cls> and <eos> (residues = maxLength - 2). */
   readonly maxLength: number;
   /** One call is one batch; the answer has one entry per sequence, in order. */

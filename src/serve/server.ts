@@ -42,7 +42,7 @@ import {
   toHttpError,
 } from "./errors";
 import { parseInvocation, parseMediaType } from "./inputs";
-import { toPrediction } from "./prediction";
+import { checkThreshold, DEFAULT_THRESHOLD, toPrediction } from "./prediction";
 import type { ClassProbabilities, Predictor } from "./predictor";
 import { normaliseSequence } from "./sequences";
 
@@ -53,6 +53,8 @@ export interface ServerOptions extends ServerLimits {
    * ESMKIT_SERVE_MODE, ESMKIT_EMBED_POOLING and ESMKIT_EMBED_LAYER.
    */
   embeddings?: EmbeddingModeOptions;
+  /** Multi-label models: a label is predicted at or above this probability (default 0.5). */
+  threshold?: number;
   /** Where SAGEMAKER_* settings come from (default process.env). */
   env?: Record<string, string | undefined>;
   /** One line per request; default: stderr. `false` silences it. */
@@ -183,6 +185,10 @@ export function createServer(options: ServerOptions): EsmKitServer {
     options.env ?? process.env,
     predictor,
   );
+  const answerOptions = {
+    problemType: predictor.problemType,
+    threshold: checkThreshold(options.threshold ?? DEFAULT_THRESHOLD, "threshold"),
+  };
   const log =
     options.log === false
       ? () => {}
@@ -288,7 +294,7 @@ export function createServer(options: ServerOptions): EsmKitServer {
       signal,
     );
     const predictions = probabilities.map((p, i) =>
-      toPrediction(p, sequences[i]!.truncated, parsed.inputs[i]!.id),
+      toPrediction(p, sequences[i]!.truncated, parsed.inputs[i]!.id, answerOptions),
     );
     if (parsed.format === "json") {
       sendJson(res, 200, predictions);

@@ -12,6 +12,7 @@ import { ConfigError, EsmKitError } from "../errors";
 import { ADAPTER_CONFIG } from "../lora/adapter-io";
 import { isRepoId } from "../model/hub";
 import { resolveCheckpoint } from "../model/pretrained";
+import type { ProblemType } from "../util/task";
 import type { EsmPredictorOptions } from "./model-predictor";
 import type { ClassProbabilities, EmbeddingRequest, Predictor } from "./predictor";
 
@@ -27,7 +28,13 @@ export interface WorkerPredictor extends Predictor {
 }
 
 type Reply =
-  | { type: "ready"; labels: string[]; maxLength: number; numLayers?: number }
+  | {
+      type: "ready";
+      labels: string[];
+      maxLength: number;
+      problemType: ProblemType;
+      numLayers?: number;
+    }
   | { type: "result"; id: number; result: ClassProbabilities[] | Float32Array[] }
   | { type: "error"; id: number; message: string }
   | { type: "fatal"; message: string; name?: string };
@@ -82,7 +89,13 @@ export async function loadWorkerPredictor(
   const script = path.join(__dirname, "predictor-worker.js");
   const slots: Slot[] = [];
   let nextId = 0;
-  const ready: Promise<{ labels: string[]; maxLength: number; numLayers?: number }>[] = [];
+  type Ready = {
+    labels: string[];
+    maxLength: number;
+    problemType: ProblemType;
+    numLayers?: number;
+  };
+  const ready: Promise<Ready>[] = [];
   for (let i = 0; i < n; i++) {
     const worker = new Worker(script, { workerData: { dir, options: predictorOptions } });
     const slot: Slot = { worker, busy: 0, pending: new Map() };
@@ -109,11 +122,9 @@ export async function loadWorkerPredictor(
       }),
     );
   }
-  let info: { labels: string[]; maxLength: number; numLayers?: number };
+  let info: Ready;
   try {
-    [info] = (await Promise.all(ready)) as [
-      { labels: string[]; maxLength: number; numLayers?: number },
-    ];
+    [info] = (await Promise.all(ready)) as [Ready];
   } catch (e) {
     await Promise.all(slots.map((s) => s.worker.terminate()));
     throw e;
@@ -130,6 +141,7 @@ export async function loadWorkerPredictor(
   };
   return {
     labels: info.labels,
+    problemType: info.problemType,
     maxLength: info.maxLength,
     numLayers: info.numLayers,
     concurrency: n,

@@ -13,10 +13,14 @@
 import { ConfigError, DataError } from "../errors";
 import { SeededRandom } from "../util/random";
 
-/** One tokenized example (with <cls> and <eos>) and its class label. */
+/**
+ * One tokenized example (with <cls> and <eos>) and its label: a class id
+ * (single-label), or a float vector with one value per output (multi-label 0/1,
+ * regression targets).
+ */
 export interface Example {
   inputIds: ArrayLike<number>;
-  label: number;
+  label: number | ArrayLike<number>;
 }
 
 /** A padded batch, row-major. */
@@ -25,8 +29,10 @@ export interface Batch {
   inputIds: Int32Array;
   /** [batchSize * seqLen], 1 for tokens, 0 for padding. */
   attentionMask: Int32Array;
-  /** [batchSize] */
+  /** [batchSize] class ids; zeros when the examples hold vectors (see `targets`). */
   labels: Int32Array;
+  /** [batchSize * width], row-major: the label vectors, when the examples hold vectors. */
+  targets?: Float32Array;
   batchSize: number;
   /** Longest example in this batch. */
   seqLen: number;
@@ -112,6 +118,7 @@ export function collate(
 ): Batch {
   const b = indices.length;
   let seqLen = 0;
+  let width: number | undefined;
   for (const i of indices) {
     const ex = examples[i];
     if (!ex) {
@@ -124,31 +131,49 @@ export function collate(
         index: i,
       });
     }
-    if (!Number.isInteger(ex.label)) {
-      throw new DataError(`Example ${i} has label ${ex.label}; expected an integer class`, {
-        index: i,
-        label: ex.label,
-      });
+    if (typeof ex.label === "number") {
+      if (!Number.isInteger(ex.label)) {
+        throw new DataError(`Example ${i} has label ${ex.label}; expected an integer class`, {
+          index: i,
+          label: ex.label,
+        });
+      }
+      if (width !== undefined && width !== 0) throw mixed(i);
+      width = 0;
+    } else {
+      const n = ex.label.length;
+      if (width === 0 || (width !== undefined && width !== n)) throw mixed(i);
+      width = n;
     }
     seqLen = Math.max(seqLen, ex.inputIds.length);
   }
   const inputIds = new Int32Array(b * seqLen).fill(padId);
   const attentionMask = new Int32Array(b * seqLen);
   const labels = new Int32Array(b);
+  const targets = width ? new Float32Array(b * width) : undefined;
   indices.forEach((ex, row) => {
     const { inputIds: ids, label } = examples[ex]!;
     inputIds.set(ids, row * seqLen);
     attentionMask.fill(1, row * seqLen, row * seqLen + ids.length);
-    labels[row] = label;
+    if (typeof label === "number") labels[row] = label;
+    else targets!.set(label, row * width!);
   });
   return {
     inputIds,
     attentionMask,
     labels,
+    ...(targets ? { targets } : {}),
     batchSize: b,
     seqLen,
     indices: Int32Array.from(indices),
   };
+}
+
+function mixed(index: number): DataError {
+  return new DataError(
+    `Example ${index}'s label does not match the others: a batch holds class ids or vectors of one length, not both`,
+    { index },
+  );
 }
 
 /** The epoch's batches, padded lazily one at a time. */

@@ -16,6 +16,7 @@ import { BACKEND_NAMES } from "../backend";
 import { ENGINE_CHOICES } from "../engine/engine";
 import { DEFAULT_LORA } from "../lora/lora";
 import { camelCase, flag, type Kind, type Values } from "../util/flags";
+import { DEFAULT_THRESHOLD, PROBLEM_TYPES } from "../util/task";
 import type { FineTuneOptions } from "./run";
 import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./trainer";
 
@@ -50,6 +51,11 @@ export const TRAIN_FLAGS = {
     hyperparameter: `base model: Hub id or a path in the container (default: the \`model\` channel if given, else ${DEFAULT_BASE_MODEL})`,
   }),
   "random-if-unavailable": flag.bool("random weights of the same size when the Hub is unreachable"),
+  task: flag.choice(
+    PROBLEM_TYPES,
+    "the data's problem type: must match stats.json's; says what the label column holds when it records none",
+    { defaultText: "stats.json's task, else binary" },
+  ),
   lora: flag.bool("LoRA adapters, or full fine-tuning (--no-lora)", {
     negatable: true,
     default: true,
@@ -103,9 +109,19 @@ export const TRAIN_FLAGS = {
     minExclusive: true,
     default: D.maxGradNorm,
   }),
-  "class-weights": flag.custom(classWeights, "loss weight per class: balanced, none or w0,w1,...", {
-    default: D.classWeights,
-  }),
+  "class-weights": flag.custom(
+    classWeights,
+    "loss weights: per class (single-label) or pos_weight per label (multi-label); balanced, none or w0,w1,...",
+    { default: D.classWeights },
+  ),
+  threshold: flag.float(
+    "multi-label evaluation: a label is predicted at or above this probability",
+    {
+      min: 0,
+      max: 1,
+      default: DEFAULT_THRESHOLD,
+    },
+  ),
   seed: flag.int("seed", { min: 0, default: D.seed }),
   "save-steps": flag.int("checkpoint every N steps (0: at epoch ends)", {
     min: 0,

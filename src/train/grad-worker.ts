@@ -21,6 +21,7 @@ async function main(): Promise<void> {
       : await fromPretrained(recipe.model.path, {
           onWarning: () => undefined,
           seed: recipe.model.seed,
+          ...(recipe.model.id2label ? { id2label: recipe.model.id2label } : {}),
         });
   const lora = applyLora(model, recipe.lora, recipe.loraSeed);
   lora.training = true;
@@ -38,12 +39,20 @@ async function main(): Promise<void> {
         inputIds: tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], "int32"),
         attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], "int32"),
         labels: tf.tensor1d(b.labels, "int32"),
+        ...(b.targets
+          ? { targets: tf.tensor2d(b.targets, [b.batchSize, b.targets.length / b.batchSize]) }
+          : {}),
       };
       const r = lossAndGradients(model, params, batch, {
         ...job.options,
         dropoutRng: lora.dropoutRng,
       });
-      tf.dispose([batch.inputIds, batch.attentionMask, batch.labels]);
+      tf.dispose([
+        batch.inputIds,
+        batch.attentionMask,
+        batch.labels,
+        ...(batch.targets ? [batch.targets] : []),
+      ]);
       const grads: Record<string, Float32Array> = {};
       for (const [name, g] of r.grads) {
         grads[name] = g.dataSync() as Float32Array;

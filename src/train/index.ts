@@ -1,6 +1,25 @@
 /** Training primitives: optimizer, schedule, clipping, loss, metrics, batching, I/O. */
 
-export { balancedClassWeights } from "../util/class-weights";
+export type { BceOptions, LossAndGradient } from "../engine/loss";
+export {
+  bceWithLogits,
+  bceWithLogitsGrad,
+  crossEntropyGrad,
+  mseGrad,
+  mseLoss,
+} from "../engine/loss";
+export { balancedClassWeights, balancedPositiveWeights } from "../util/class-weights";
+export {
+  BINARY_TASK,
+  checkHeadMatches,
+  checkTask,
+  describeTask,
+  isProblemType,
+  PROBLEM_TYPES,
+  type ProblemType,
+  type TaskSpec,
+  taskOfConfig,
+} from "../util/task";
 export type { Batch, BatchPlanOptions, Example } from "./batching";
 export {
   batchesPerEpoch,
@@ -27,16 +46,31 @@ export { clipGradNorm, globalGradNorm } from "./clip";
 export { type EvalResult, evaluate } from "./evaluate";
 export type { HistoryEvent, HistoryWriterOptions } from "./history";
 export { HistoryWriter, parseHistory, readHistory, truncateHistory } from "./history";
-export type { BinaryMetrics, RocCurve } from "./metrics";
+export type {
+  BinaryMetrics,
+  ClassScores,
+  LabelScores,
+  MultiClassMetrics,
+  MultiLabelMetrics,
+  RegressionMetrics,
+  RocCurve,
+  TargetScores,
+} from "./metrics";
 export {
   accuracy,
+  averageRanks,
   binaryMetrics,
   confusionMatrix,
   matthewsCorrcoef,
   mccFromConfusion,
+  multiClassMetrics,
+  multiLabelMetrics,
+  pearson,
   predictFromScores,
+  regressionMetrics,
   rocAuc,
   rocCurve,
+  spearman,
 } from "./metrics";
 export type { AdamWOptions, AdamWParamState, AdamWState } from "./optimizer";
 export {

@@ -19,7 +19,7 @@ import type { Batch } from "./batching";
 /** How a worker rebuilds the exact base model the main thread trains. */
 export interface ReplicaRecipe {
   model:
-    | { kind: "pretrained"; path: string; seed?: number }
+    | { kind: "pretrained"; path: string; seed?: number; id2label?: string[] }
     | { kind: "random"; config: EsmConfig; seed: number };
   lora: LoraConfig;
   loraSeed: number;
@@ -30,7 +30,7 @@ export interface WorkerJob {
   id: number;
   params: Record<string, Float32Array>;
   rngState: number | null;
-  batch: Pick<Batch, "inputIds" | "attentionMask" | "labels" | "batchSize" | "seqLen">;
+  batch: Pick<Batch, "inputIds" | "attentionMask" | "labels" | "targets" | "batchSize" | "seqLen">;
   options: Omit<StepOptions, "dropoutRng">;
 }
 
@@ -127,6 +127,7 @@ export class GradientPool {
               inputIds: b.inputIds,
               attentionMask: b.attentionMask,
               labels: b.labels,
+              ...(b.targets ? { targets: b.targets } : {}),
               batchSize: b.batchSize,
               seqLen: b.seqLen,
             },

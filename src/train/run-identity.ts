@@ -104,9 +104,16 @@ export function examplesFingerprint(examples: readonly Example[]): string {
   const hash = createHash("sha256");
   const head = new Int32Array(2);
   for (const e of examples) {
-    head[0] = e.label;
+    // Class ids as before; a label vector is marked (-1, its length) and hashed as float64.
+    const vector = typeof e.label === "number" ? undefined : Float64Array.from(e.label);
+    head[0] = vector ? -1 : (e.label as number);
     head[1] = e.inputIds.length;
     hash.update(new Uint8Array(head.buffer));
+    if (vector) {
+      head[0] = vector.length;
+      hash.update(new Uint8Array(head.buffer, 0, 4));
+      hash.update(new Uint8Array(vector.buffer));
+    }
     const ids = Int32Array.from(e.inputIds);
     hash.update(new Uint8Array(ids.buffer));
   }

@@ -10,17 +10,35 @@
 import { existsSync, readFileSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { type BackendChoice, describeBackend, ensureBackend } from "../backend";
-import { loadPrepared } from "../data/frame";
+import { loadPrepared, type PreparedData, preparedTask } from "../data/frame";
 import { ENGINE_CAPABILITIES, type EngineChoice, type EsmEngine } from "../engine/engine";
-import { DEFAULT_TASK } from "../engine/task";
-import { ConfigError } from "../errors";
+import { ConfigError, DataError } from "../errors";
 import { saveAdapter } from "../lora/adapter-io";
 import { applyLora, type LoraConfig, type LoraModel } from "../lora/lora";
 import { EMBEDDING } from "../model/architecture";
-import { ESM2_PRESET_NAMES, type Esm2PresetName, esm2Config } from "../model/config";
+import {
+  ESM2_PRESET_NAMES,
+  type Esm2PresetName,
+  type EsmConfig,
+  esm2Config,
+  parseEsmConfig,
+} from "../model/config";
 import { Esm2Model } from "../model/esm2";
-import { fromPretrained, savePretrained } from "../model/pretrained";
+import {
+  CheckpointSource,
+  fromPretrained,
+  resolveCheckpoint,
+  savePretrained,
+} from "../model/pretrained";
 import { checkThreads, createEngine, defaultThreads, resolveEngine } from "../onnx/select";
+import {
+  BINARY_TASK,
+  checkHeadMatches,
+  defaultLabelNames,
+  describeTask,
+  type ProblemType,
+  type TaskSpec,
+} from "../util/task";
 import {
   ownedTemporary,
   removeDeadTemporariesOf,
@@ -28,7 +46,7 @@ import {
   writeFileAtomic,
 } from "../util/temporaries";
 import type { Example } from "./batching";
-import type { EvalResult } from "./evaluate";
+import type { EvalMetrics } from "./evaluate";
 import { GradientPool, type ReplicaRecipe } from "./parallel";
 import { checkRunFolder } from "./run-folder";
 import { type RunIdentity, weightsFingerprint } from "./run-identity";
@@ -41,6 +59,14 @@ export interface FineTuneOptions extends Partial<TrainConfig> {
   /** Hub id or local directory of the base model. */
   model: string;
   out: string;
+  /**
+   * The problem type the data must hold. Default: the task `esmkit prepare` recorded in
+   * stats.json (else binary); given, it must match that task, or it says what the
+   * `label` column holds when stats.json records none (label names LABEL_i).
+   */
+  task?: ProblemType;
+  /** Multi-label evaluation: a label is predicted at probability >= threshold (default 0.5). */
+  threshold?: number;
   /** LoRA settings, or false for full fine-tuning. */
   lora?: Partial<LoraConfig> | false;
   /** Truncate examples to this many tokens (<cls>/<eos> included); default 512. */
@@ -75,12 +101,19 @@ export interface FineTuneOptions extends Partial<TrainConfig> {
 export interface FineTuneResult {
   out: string;
   randomWeights: boolean;
-  metrics?: EvalResult["metrics"];
+  /** The task trained (problem type and label names, as saved in model/config.json). */
+  task: TaskSpec;
+  metrics?: EvalMetrics;
   interrupted: boolean;
   /** The run had already reached its last step (a resume after the end): nothing trained. */
   alreadyComplete: boolean;
   step: number;
   files: string[];
+}
+
+/** The seed workflow's task: single-label, two classes. */
+function isBinaryTask(task: TaskSpec): boolean {
+  return task.problemType === "single_label_classification" && task.labels.length === 2;
 }
 
 /** Presets by Hub id and short name, for random-weight fallbacks. */
@@ -91,22 +124,59 @@ function presetFor(id: string): Esm2PresetName | undefined {
     : undefined;
 }
 
-/** Load the base model; with `randomIfUnavailable`, fall back to random weights of a known size. */
+/** The head a checkpoint already has: its config, and whether it holds classifier weights. */
+async function checkpointHead(id: string): Promise<{ config: EsmConfig; hasClassifier: boolean }> {
+  const files = await resolveCheckpoint(id);
+  const config = parseEsmConfig(JSON.parse(readFileSync(files.config, "utf8")), files.config);
+  const source = new CheckpointSource(files);
+  try {
+    return { config, hasClassifier: source.keys().includes("classifier.out_proj.weight") };
+  } finally {
+    source.close();
+  }
+}
+
+/**
+ * The label names the model is built with: a checkpoint's own classifier keeps its
+ * head, which must fit the task (same problem type when it names one, same count, and
+ * the same names unless it has Hugging Face's default LABEL_i); a checkpoint without one
+ * (the Hub's masked-LM ESM-2) gets a new head with the task's labels.
+ */
+async function labelsFor(id: string, task: TaskSpec): Promise<string[]> {
+  const head = await checkpointHead(id);
+  return head.hasClassifier ? checkHeadMatches(head.config, task, id) : task.labels;
+}
+
+/**
+ * Load the base model with a head for `task` (default: binary); with
+ * `randomIfUnavailable`, fall back to random weights of a known size.
+ */
 export async function loadBaseModel(
   id: string,
-  options: { randomIfUnavailable?: boolean; seed?: number; onMessage?: (m: string) => void } = {},
+  options: {
+    randomIfUnavailable?: boolean;
+    seed?: number;
+    onMessage?: (m: string) => void;
+    task?: TaskSpec;
+  } = {},
 ): Promise<{ model: Esm2Model; randomWeights: boolean; recipe: ReplicaRecipe["model"] }> {
   const say = options.onMessage ?? (() => undefined);
+  const task = options.task ?? BINARY_TASK;
   try {
-    const model = await fromPretrained(id, { seed: options.seed, onWarning: say });
+    const id2label = await labelsFor(id, task);
+    const model = await fromPretrained(id, { seed: options.seed, onWarning: say, id2label });
+    model.config.problemType = task.problemType;
     return {
       model,
       randomWeights: false,
-      recipe: { kind: "pretrained", path: id, seed: options.seed },
+      recipe: { kind: "pretrained", path: id, seed: options.seed, id2label },
     };
   } catch (e) {
     const preset = presetFor(id);
-    if (!options.randomIfUnavailable || !preset || existsSync(id)) throw e;
+    // A head that does not fit the task is the user's to fix, not a reason for random weights.
+    if (!options.randomIfUnavailable || !preset || existsSync(id) || e instanceof ConfigError) {
+      throw e;
+    }
     say(
       [
         "*".repeat(78),
@@ -117,7 +187,10 @@ export async function loadBaseModel(
         "*".repeat(78),
       ].join("\n"),
     );
-    const config = esm2Config(preset);
+    const config = esm2Config(preset, {
+      id2label: Object.fromEntries(task.labels.map((l, i) => [i, l])),
+      problemType: task.problemType,
+    });
     const model = Esm2Model.random(config, { seed: options.seed ?? 42 });
     model.nameOrPath = id;
     return {
@@ -135,10 +208,73 @@ function truncate(ids: ArrayLike<number>, maxLength: number): number[] {
   return [...a.slice(0, maxLength - 1), a[a.length - 1]!];
 }
 
-/** Examples from a prepared split (input_ids + label columns). */
+type Frame = { getColumn(name: string): { toArray(): unknown[] }; columns: string[] };
+
+/**
+ * The task of a prepared dataset: the one stats.json records (`requested`, when given,
+ * must be it), or for stats.json files that record none the binary task, or the
+ * `requested` problem type with unnamed labels (LABEL_i) as many as the label column holds.
+ */
+export function resolveDataTask(
+  stats: PreparedData["stats"],
+  train: Frame,
+  requested: ProblemType | undefined,
+  where: string,
+): TaskSpec {
+  if (stats.task) {
+    const recorded = preparedTask(stats);
+    if (requested !== undefined && requested !== recorded.problemType) {
+      throw new ConfigError(
+        `--task ${requested} does not match the data: ${where} was prepared for ${describeTask(recorded)}`,
+        { task: requested, data: recorded },
+      );
+    }
+    return { problemType: recorded.problemType, labels: recorded.labels };
+  }
+  if (requested === undefined) return BINARY_TASK;
+  const first = train.columns.includes("label") ? train.getColumn("label").toArray() : [];
+  const width = (v: unknown) =>
+    typeof v === "number" ? 1 : Array.from(v as ArrayLike<number>).length;
+  const k =
+    requested === "single_label_classification"
+      ? Math.max(2, ...first.map((v) => Number(v) + 1))
+      : width(first[0] ?? 0);
+  return { problemType: requested, labels: defaultLabelNames(k) };
+}
+
+/** A label cell as the task reads it, or a DataError naming the row. */
+function readLabel(value: unknown, task: TaskSpec | undefined, row: number, where: string) {
+  const fail = (expected: string) =>
+    new DataError(
+      `${where} row ${row}: label ${JSON.stringify(Array.isArray(value) || ArrayBuffer.isView(value) ? Array.from(value as ArrayLike<number>) : value)} is not ${expected}`,
+      { where, row },
+    );
+  const k = task?.labels.length ?? 2;
+  if (!task || task.problemType === "single_label_classification") {
+    const y = Number(value);
+    if (!(Number.isInteger(y) && y >= 0 && y < k)) throw fail(`a class id in 0..${k - 1}`);
+    return y;
+  }
+  const values =
+    typeof value === "number"
+      ? [value]
+      : value && typeof value === "object"
+        ? Array.from(value as ArrayLike<number>, Number)
+        : [];
+  if (values.length !== k)
+    throw fail(`${k} value${k === 1 ? "" : "s"} (${task.labels.join(", ")})`);
+  if (task.problemType === "multi_label_classification") {
+    if (!values.every((v) => v === 0 || v === 1)) throw fail("a vector of 0/1");
+  } else if (!values.every(Number.isFinite)) {
+    throw fail("a vector of finite numbers");
+  }
+  return values;
+}
+
+/** Examples from a prepared split (input_ids + label columns), labels read for `task`. */
 export function examplesFrom(
-  frame: { getColumn(name: string): { toArray(): unknown[] }; columns: string[] },
-  options: { maxLength: number; limit?: number; where: string },
+  frame: Frame,
+  options: { maxLength: number; limit?: number; where: string; task?: TaskSpec },
 ): Example[] {
   for (const c of ["input_ids", "label"]) {
     if (!frame.columns.includes(c)) {
@@ -151,11 +287,16 @@ export function examplesFrom(
     }
   }
   const ids = frame.getColumn("input_ids").toArray() as number[][];
-  const labels = frame.getColumn("label").toArray() as number[];
+  const labels = frame.getColumn("label").toArray();
   const n = Math.min(ids.length, options.limit ?? Number.POSITIVE_INFINITY);
   const out: Example[] = [];
-  for (let i = 0; i < n; i++)
-    out.push({ inputIds: truncate(ids[i]!, options.maxLength), label: Number(labels[i]) });
+  for (let i = 0; i < n; i++) {
+    // Without a task: the binary workflow's integer labels, read as before.
+    const label = options.task
+      ? readLabel(labels[i], options.task, i, options.where)
+      : Number(labels[i]);
+    out.push({ inputIds: truncate(ids[i]!, options.maxLength), label });
+  }
   return out;
 }
 
@@ -238,29 +379,44 @@ async function fineTuneLocked(
     });
   }
   const data = await loadPrepared(options.data);
+  const dataTask = resolveDataTask(data.stats, data.train, options.task, options.data);
+  const binary = isBinaryTask(dataTask);
+  // The binary workflow reads its labels as it always has; the other tasks are checked.
+  const readAs = binary ? undefined : dataTask;
   const trainSet = examplesFrom(data.train, {
     maxLength,
     limit: options.limitTrain,
     where: `${options.data}/train.parquet`,
+    task: readAs,
   });
   const evalSet = examplesFrom(data.test, {
     maxLength,
     limit: options.limitEval,
     where: `${options.data}/test.parquet`,
+    task: readAs,
   });
   say(
-    `data: ${trainSet.length} training and ${evalSet.length} evaluation examples from ${options.data}`,
+    `data: ${trainSet.length} training and ${evalSet.length} evaluation examples from ${options.data}${binary ? "" : `; task: ${describeTask(dataTask)}`}`,
   );
 
   const { model, randomWeights, recipe } = await loadBaseModel(options.model, {
     randomIfUnavailable: options.randomIfUnavailable,
     seed: options.seed,
     onMessage: say,
+    task: dataTask,
   });
+  // The labels the model carries (a fine-tuned head may keep its own names).
+  const task: TaskSpec = {
+    problemType: dataTask.problemType,
+    labels: Array.from({ length: model.config.numLabels }, (_, i) => model.config.id2label[i]!),
+  };
   const column = labelColumn(options.data);
   const identity: RunIdentity = {
     model: weightsFingerprint(model.namedVariables()),
-    task: `sequence classification, ${model.config.numLabels} labels${column ? ` (label column ${column})` : ""}`,
+    // Worded as before for the binary task, so its existing runs keep their identity.
+    task: binary
+      ? `sequence classification, ${model.config.numLabels} labels${column ? ` (label column ${column})` : ""}`
+      : `${describeTask(task)}${column ? ` (columns ${column})` : ""}`,
     maxLength,
   };
   let lora: LoraModel | undefined;
@@ -304,7 +460,11 @@ async function fineTuneLocked(
       );
     }
     const workers = options.workers ?? 1;
-    engine = createEngine(decision.name, model, { lora, threads, needs: { task: DEFAULT_TASK } });
+    engine = createEngine(decision.name, model, {
+      lora,
+      threads,
+      needs: { task: task.problemType },
+    });
     if (decision.name === "onnx") {
       if (workers > 1)
         say(`--workers is for the tfjs engine; onnxruntime uses ${threads} thread(s)`);
@@ -317,8 +477,10 @@ async function fineTuneLocked(
     } else if (workers > 1) {
       say("--workers applies to LoRA with gradient accumulation >= 2; training on one thread");
     }
+    const { task: _requested, ...trainOptions } = options;
     const result = await train({
-      ...options,
+      ...trainOptions,
+      task: binary ? undefined : task,
       pool,
       engine,
       gradientCheckpointing,
@@ -355,7 +517,12 @@ async function fineTuneLocked(
         steps: result.step,
         trainExamples: trainSet.length,
         evalExamples: evalSet.length,
-        /** The class weights of the training loss and of eval.weightedLoss (null: none). */
+        /** Problem type and label names (model/config.json's problem_type and id2label). */
+        task,
+        /**
+         * The weights of the training loss and of eval.weightedLoss: per class
+         * (single-label) or pos_weight per label (multi-label); null: none.
+         */
         classWeights: result.classWeights,
         eval: result.metrics ?? null,
       };
@@ -365,6 +532,7 @@ async function fineTuneLocked(
     return {
       out: options.out,
       randomWeights,
+      task,
       metrics: result.metrics,
       interrupted: result.interrupted,
       alreadyComplete: result.alreadyComplete,

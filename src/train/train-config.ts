@@ -7,8 +7,9 @@ import type { EsmEngine } from "../engine/engine";
 import type { ClassifierModel } from "../engine/tfjs-engine";
 import { ConfigError } from "../errors";
 import type { LoraModel } from "../lora/lora";
+import type { TaskSpec } from "../util/task";
 import type { Example } from "./batching";
-import type { EvalResult } from "./evaluate";
+import type { EvalMetrics, EvalResult } from "./evaluate";
 import type { GradientPool } from "./parallel";
 import type { RunIdentity } from "./run-identity";
 import type { RunLock } from "./run-lock";
@@ -26,7 +27,11 @@ export interface TrainConfig {
   maxGradNorm: number;
   gradientAccumulationSteps: number;
   gradientCheckpointing: boolean;
-  /** "balanced" (n / (classes * count) from the training labels), "none", or explicit weights. */
+  /**
+   * "balanced" (single-label: n / (classes * count) from the training labels;
+   * multi-label: pos_weight = negatives / positives per label; regression: none),
+   * "none", or explicit weights (one per class, or one pos_weight per label).
+   */
   classWeights: "balanced" | "none" | number[];
   seed: number;
   /** Save a checkpoint every N optimizer steps (0: only at epoch ends and the end). */
@@ -76,7 +81,7 @@ export type TrainEvent =
       tokensPerSecond: number;
       elapsedSeconds: number;
     }
-  | { type: "eval"; step: number; epoch: number; metrics: EvalResult["metrics"] }
+  | { type: "eval"; step: number; epoch: number; metrics: EvalMetrics }
   | { type: "checkpoint"; step: number; path: string }
   | {
       type: "end";
@@ -89,6 +94,13 @@ export type TrainEvent =
 
 export interface TrainOptions extends Partial<TrainConfig> {
   model: ClassifierModel;
+  /**
+   * What the model learns (its loss, class weights and metrics). Without it, the binary
+   * task: integer labels 0/1 (Example.label), cross-entropy.
+   */
+  task?: TaskSpec;
+  /** Multi-label: evaluation predicts a label at probability >= threshold (default 0.5). */
+  threshold?: number;
   /** LoRA wrapper of `model`: its adapters and saved modules are trained. Without it, every
    * variable marked trainable is (full fine-tuning). */
   lora?: LoraModel;
@@ -123,16 +135,19 @@ export interface TrainOptions extends Partial<TrainConfig> {
   engine?: EsmEngine;
 }
 
-export interface TrainResult {
+export interface TrainResult<M extends EvalMetrics = EvalMetrics> {
   step: number;
   interrupted: boolean;
   /** The run had already reached its last step: nothing was trained or saved. */
   alreadyComplete: boolean;
   /** The evaluation run by this call, if any. */
-  lastEval?: EvalResult;
+  lastEval?: EvalResult<M>;
   /** Metrics of the run's last evaluation (this call's, or the history's when already complete). */
-  metrics?: EvalResult["metrics"];
-  /** The class weights of the loss, as resolved ("balanced" from the labels); null: none. */
+  metrics?: M;
+  /**
+   * The class weights of the loss (multi-label: its pos_weight), as resolved ("balanced"
+   * from the labels); null: none.
+   */
   classWeights: number[] | null;
   history: string;
 }

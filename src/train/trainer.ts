@@ -17,12 +17,13 @@ import type { EsmEngine, MicroBatch, StepOptions } from "../engine/engine";
 import { type ClassifierModel, TfjsEngine } from "../engine/tfjs-engine";
 import { ConfigError } from "../errors";
 import { isLmHead } from "../model/architecture";
-import { balancedClassWeights } from "../util/class-weights";
+import { balancedClassWeights, balancedPositiveWeights } from "../util/class-weights";
 import { SeededRandom } from "../util/random";
-import { type Batch, batchesPerEpoch, epochBatches } from "./batching";
+import { checkTask, type TaskSpec } from "../util/task";
+import { type Batch, batchesPerEpoch, type Example, epochBatches } from "./batching";
 import { saveCheckpoint, type TensorRecord } from "./checkpoint-io";
 import { clipGradNorm } from "./clip";
-import { type EvalResult, evaluate } from "./evaluate";
+import { type BinaryEvalResult, type EvalMetrics, type EvalResult, evaluate } from "./evaluate";
 import { HistoryWriter, readHistory } from "./history";
 import { AdamW, adamWStateFromRecords, adamWStateToRecords } from "./optimizer";
 import { CHECKPOINTS_DIR, HISTORY_FILE, openRun, type RunStart } from "./run-folder";
@@ -50,8 +51,15 @@ interface RunPlan {
   cfg: TrainConfig;
   /** The tensors trained, by name: LoRA's, or every trainable variable. */
   params: Map<string, tf.Variable>;
-  /** The loss's class weights, resolved; undefined: none. */
+  /** The task (undefined: the binary task, integer labels 0/1). */
+  task: TaskSpec | undefined;
+  /**
+   * The loss's weights, resolved: per class (single-label) or pos_weight per label
+   * (multi-label); undefined: none.
+   */
   classWeights: number[] | undefined;
+  /** The same weights, as the loss takes them (classWeights or posWeight). */
+  lossWeights: Pick<StepOptions, "classWeights" | "posWeight">;
   microPerEpoch: number;
   stepsPerEpoch: number;
   totalSteps: number;
@@ -72,16 +80,12 @@ function planRun(options: TrainOptions): RunPlan {
 
   const params = lora ? lora.trainableVariables() : trainableOf(model);
   if (params.size === 0) throw new ConfigError("Nothing to train: no trainable variables", {});
-  const numLabels = Math.max(...options.train.map((e) => e.label)) + 1;
-  let classWeights: number[] | undefined;
-  if (cfg.classWeights === "balanced") {
-    classWeights = balancedClassWeights(
-      options.train.map((e) => e.label),
-      Math.max(numLabels, 2),
-    );
-  } else if (Array.isArray(cfg.classWeights)) {
-    classWeights = cfg.classWeights;
-  }
+  const task = options.task ? checkTask(options.task) : undefined;
+  const classWeights = resolveWeights(cfg.classWeights, task, options.train);
+  const problemType = task?.problemType ?? "single_label_classification";
+  // The weights go to the loss as class weights (single-label) or pos_weight (multi-label).
+  const lossWeights =
+    problemType === "multi_label_classification" ? { posWeight: classWeights } : { classWeights };
 
   const microPerEpoch = batchesPerEpoch(options.train.length, cfg.batchSize);
   const stepsPerEpoch = Math.ceil(microPerEpoch / cfg.gradientAccumulationSteps);
@@ -111,14 +115,17 @@ function planRun(options: TrainOptions): RunPlan {
   return {
     cfg,
     params,
+    task,
     classWeights,
+    lossWeights,
     microPerEpoch,
     stepsPerEpoch,
     totalSteps,
     epochs: Math.ceil(totalSteps / stepsPerEpoch),
     schedule,
     stepOptions: {
-      classWeights,
+      task: problemType,
+      ...lossWeights,
       lossScale: 1 / cfg.gradientAccumulationSteps,
       gradientCheckpointing: cfg.gradientCheckpointing,
     },
@@ -170,6 +177,10 @@ function runIdentity(
  * over each accumulation window (`accumulate`, `optimizerStep`), evaluation
  * (`evaluate`, `catchUpEvaluation`) and checkpoints (`save`).
  */
+export function train(
+  options: TrainOptions & { task?: undefined },
+): Promise<TrainResult<BinaryEvalResult["metrics"]>>;
+export function train(options: TrainOptions): Promise<TrainResult>;
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const plan = planRun(options);
   const lock = options.lock ?? acquireRunLock(options.outDir, "training output");
@@ -197,6 +208,9 @@ function toTensors(b: Batch): MicroBatch {
     inputIds: tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], "int32"),
     attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], "int32"),
     labels: tf.tensor1d(b.labels, "int32"),
+    ...(b.targets
+      ? { targets: tf.tensor2d(b.targets, [b.batchSize, b.targets.length / b.batchSize]) }
+      : {}),
   };
 }
 
@@ -210,7 +224,49 @@ function advance(state: number | null, draws: number): number | null {
 }
 
 function disposeBatch(b: MicroBatch): void {
-  tf.dispose([b.inputIds, b.attentionMask, b.labels]);
+  tf.dispose([b.inputIds, b.attentionMask, b.labels, ...(b.targets ? [b.targets] : [])]);
+}
+
+/**
+ * The loss weights of a run: class weights (single-label) or pos_weight (multi-label),
+ * from `setting` and the training labels; undefined for none.
+ */
+function resolveWeights(
+  setting: TrainConfig["classWeights"],
+  task: TaskSpec | undefined,
+  examples: readonly Example[],
+): number[] | undefined {
+  if (setting === "none") return undefined;
+  const k = task?.labels.length;
+  if (task?.problemType === "regression") {
+    if (Array.isArray(setting)) {
+      throw new ConfigError(
+        `Class weights [${setting.join(", ")}] do not apply to regression; use "none" (or leave the default)`,
+        { classWeights: setting },
+      );
+    }
+    return undefined;
+  }
+  const multi = task?.problemType === "multi_label_classification";
+  if (Array.isArray(setting)) {
+    if (k !== undefined && setting.length !== k) {
+      throw new ConfigError(
+        `${setting.length} ${multi ? "positive weights" : "class weights"} [${setting.join(", ")}] for ${k} ${multi ? "labels" : "classes"} (${task!.labels.join(", ")}); give one per ${multi ? "label" : "class"}`,
+        { classWeights: setting, labels: task!.labels },
+      );
+    }
+    return setting;
+  }
+  if (multi) {
+    return balancedPositiveWeights(
+      examples.map((e) => e.label as ArrayLike<number>),
+      k!,
+      task!.labels,
+    );
+  }
+  const labels = examples.map((e) => e.label as number);
+  const numLabels = k ?? Math.max(...labels) + 1;
+  return balancedClassWeights(labels, Math.max(numLabels, 2));
 }
 
 /** Where the run stands; saved in every checkpoint, restored on resume. */
@@ -276,7 +332,7 @@ class TrainingRun {
   private started = 0;
   private startTokens = 0;
   private lastEval: EvalResult | undefined;
-  private metrics: EvalResult["metrics"] | undefined;
+  private metrics: EvalMetrics | undefined;
   private interrupted = false;
 
   constructor(
@@ -518,7 +574,9 @@ class TrainingRun {
     if (this.lora) this.lora.training = false;
     const result = evaluate(this.engine, this.options.eval!, {
       batchSize: this.plan.cfg.evalBatchSize,
-      classWeights: this.plan.classWeights,
+      ...this.plan.lossWeights,
+      task: this.plan.task,
+      threshold: this.options.threshold,
     });
     if (this.lora) this.lora.training = true;
     const ev = { type: "eval" as const, step: this.state.step, epoch, metrics: result.metrics };
@@ -542,7 +600,7 @@ class TrainingRun {
           .filter((e) => e.type === "eval" && e.step === state.step)
           .at(-1)
       : undefined;
-    if (earlier) this.metrics = earlier.metrics as EvalResult["metrics"];
+    if (earlier) this.metrics = earlier.metrics as EvalMetrics;
     else this.evaluate(state.microBatch === 0 ? state.epoch : state.epoch + 1);
   }
 

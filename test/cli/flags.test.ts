@@ -144,6 +144,7 @@ test("parsing: defaults filled in but not counted as given; --no-X; repeated and
 const SAMPLES: Record<string, string | boolean> = {
   model: "facebook/esm2_t12_35M_UR50D",
   "random-if-unavailable": true,
+  task: "multi_label_classification",
   lora: false,
   "lora-rank": "4",
   "lora-alpha": "32",
@@ -161,6 +162,7 @@ const SAMPLES: Record<string, string | boolean> = {
   "warmup-ratio": "0.1",
   "max-grad-norm": "0.5",
   "class-weights": "0.7,1.7",
+  threshold: "0.35",
   seed: "1",
   "save-steps": "5",
   "save-total-limit": "3",
@@ -184,6 +186,8 @@ const BAD: Record<string, string> = {
   "warmup-ratio": "1.5",
   backend: "gpu",
   "class-weights": "heavy",
+  task: "ranking",
+  threshold: "1.5",
   "lora-targets": "a;b",
   model: " ",
 };

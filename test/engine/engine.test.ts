@@ -14,7 +14,7 @@ import {
   type EsmEngine,
   requireCapabilities,
 } from "../../src/engine/engine";
-import { DEFAULT_TASK, TASKS } from "../../src/engine/task";
+import { DEFAULT_TASK, TASKS, type TaskName } from "../../src/engine/task";
 import { TfjsEngine } from "../../src/engine/tfjs-engine";
 import { ConfigError } from "../../src/errors";
 import type { Esm2Model } from "../../src/model/esm2";
@@ -38,7 +38,13 @@ after(() => {
 
 const ENGINES = Object.keys(ENGINE_CAPABILITIES) as EngineName[];
 const NEEDS: [EngineNeeds, (c: EngineCapabilities) => boolean, RegExp][] = [
-  [{ task: DEFAULT_TASK }, (c) => c.tasks.includes(DEFAULT_TASK), /train the task/],
+  ...(Object.keys(TASKS) as TaskName[]).map(
+    (task): [EngineNeeds, (c: EngineCapabilities) => boolean, RegExp] => [
+      { task },
+      (c) => c.tasks.includes(task),
+      /train the task/,
+    ],
+  ),
   [{ trainsEmbeddings: true }, (c) => c.trainsEmbeddings, /train the word embeddings/],
   [{ int8Base: true }, (c) => c.int8Base, /run an int8 base/],
 ];
@@ -75,10 +81,11 @@ test("an engine lacking a need is refused with a ConfigError naming it and the e
     /The onnx engine does not train the word embeddings; use the tfjs engine \(--engine tfjs/,
   );
   assert.throws(
-    () => requireCapabilities("tfjs", { task: "regression" as never }),
+    () => requireCapabilities("tfjs", { task: "token_classification" as never }),
     (e: unknown) =>
       e instanceof ConfigError &&
-      e.message === `Unknown task "regression"; expected one of: ${Object.keys(TASKS).join(", ")}`,
+      e.message ===
+        `Unknown task "token_classification"; expected one of: ${Object.keys(TASKS).join(", ")}`,
   );
 });
 
@@ -162,8 +169,14 @@ test("lossAndGradients: both engines take the default task and refuse one they d
       assert.deepEqual([...r.grads.keys()], ["classifier.out_proj.bias"]);
       tf.dispose([...r.grads.values()]);
       assert.throws(
-        () => engine.lossAndGradients(params, batch, { task: "regression" as never }),
-        /Unknown task "regression"/,
+        () => engine.lossAndGradients(params, batch, { task: "token_classification" as never }),
+        /Unknown task "token_classification"/,
+        engine.name,
+      );
+      // A task whose labels are vectors needs them: refused clearly without.
+      assert.throws(
+        () => engine.lossAndGradients(params, batch, { task: "regression" }),
+        /regression|label vectors/,
         engine.name,
       );
     }

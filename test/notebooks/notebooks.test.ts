@@ -207,6 +207,47 @@ test("notebooks run on the esmkit kernel under nbconvert and their charts render
     assert.equal(bars.flatMap((b) => b.y).length, 6);
   });
 
+  await t.test("the multi-label notebook trains ten locations and charts them", () => {
+    const r = results.get("04-multi-label-locations.ipynb");
+    assert.ok(r, "04-multi-label-locations.ipynb did not run");
+    assert.match(r.stdout, /^multi_label_classification: 10 labels; train \d+, test \d+ proteins/m);
+    assert.match(r.stdout, /^(RANDOM WEIGHTS: .* could not be loaded|Pretrained weights: )/m);
+    assert.match(r.stdout, /optimizer steps; task multi_label_classification \(10 labels\)/);
+    const figure = (title: RegExp) => {
+      const o = r.figures.find((f) => title.test(titleOf(f)));
+      assert.ok(o, `no figure titled ${title} in ${r.figures.map(titleOf)}`);
+      return o.data![PLOTLY_MIME] as {
+        data: { name?: string; x?: unknown[]; y?: number[]; z?: number[][] }[];
+      };
+    };
+    const live = figure(/^Multi-label fine-tuning: step \d+/);
+    const trainLoss = live.data.find((tr) => tr.name === "train loss")!;
+    assert.ok(trainLoss.y!.length >= 2 && trainLoss.y!.every(Number.isFinite), `${trainLoss.y}`);
+    assert.ok(
+      live.data.some((tr) => tr.name === "meanMcc"),
+      "no mean MCC in the live chart",
+    );
+    const balance = figure(/^Positive proteins per label and split$/);
+    assert.deepEqual(
+      balance.data.map((tr) => tr.x!.length),
+      [10, 10],
+    );
+    const mcc = figure(/^MCC per location$/).data[0]!;
+    assert.equal(mcc.y!.length, 10);
+    assert.ok(
+      mcc.y!.every((v) => v >= -1 && v <= 1),
+      `${mcc.y}`,
+    );
+    const heat = figure(/^Known proteins: probability per location/).data[0]!;
+    assert.equal(heat.z!.length, 6);
+    assert.ok(heat.z!.every((row) => row.length === 10 && row.every((p) => p >= 0 && p <= 1)));
+    const scatter = figure(/^Test proteins' embeddings \(PCA/);
+    const points = scatter.data.reduce((n, tr) => n + tr.x!.length, 0);
+    const testRows = Number(/test (\d+) proteins/.exec(r.stdout)![1]);
+    const asked = Number((env as NodeJS.ProcessEnv).ESMKIT_NB_EVAL_EXAMPLES ?? 128);
+    assert.equal(points, Math.min(asked, testRows));
+  });
+
   await t.test("HTML exports render every chart in headless Chromium", (st) => {
     const chromium = findChromium();
     if (!needs(st, chromium, CHROMIUM_HINT)) return;

@@ -16,11 +16,12 @@ const files = readdirSync(DIR)
 const load = (f: string) => JSON.parse(readFileSync(path.join(DIR, f), "utf8")) as NotebookJson;
 const text = (s: string | string[]) => (Array.isArray(s) ? s.join("") : s);
 
-test("the three numbered notebooks are there", () => {
+test("the four numbered notebooks are there", () => {
   assert.deepEqual(files, [
     "01-prepare-data.ipynb",
     "02-fine-tune-lora.ipynb",
     "03-deploy-and-predict.ipynb",
+    "04-multi-label-locations.ipynb",
   ]);
 });
 

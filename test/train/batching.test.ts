@@ -114,3 +114,25 @@ test("bad options and examples are rejected", () => {
   );
   assert.throws(() => collate(examples, [5000]), /Example index 5000 is out of range/);
 });
+
+test("label vectors (multi-label, regression) go to targets, row-major; class ids and vectors do not mix", () => {
+  const vectors: Example[] = [
+    { inputIds: [0, 5, 2], label: [1, 0, 1] },
+    { inputIds: [0, 5, 6, 7, 2], label: [0, 0, 1] },
+    { inputIds: [0, 2], label: Float32Array.from([0.5, -2, 3]) },
+  ];
+  const b = collate(vectors, [2, 0, 1]);
+  assert.deepEqual(Array.from(b.targets!), [0.5, -2, 3, 1, 0, 1, 0, 0, 1]);
+  assert.deepEqual(Array.from(b.labels), [0, 0, 0]);
+  const ids = collate(examples, [0, 1, 2]);
+  assert.equal(ids.targets, undefined, "class ids: no targets");
+  assert.throws(
+    () => collate([...vectors, { inputIds: [0, 2], label: 1 }], [0, 3]),
+    (e: unknown) =>
+      e instanceof DataError && /Example 3's label does not match the others/.test(e.message),
+  );
+  assert.throws(
+    () => collate([vectors[0]!, { inputIds: [0, 2], label: [1, 0] }], [0, 1]),
+    /Example 1's label does not match the others: a batch holds class ids or vectors of one length/,
+  );
+});
