@@ -47,6 +47,7 @@ export {
 } from "./data/prepare";
 export { iterativeStratification } from "./data/split";
 export * from "./display";
+export * from "./embed";
 export * from "./engine";
 export {
   AdapterError,

@@ -42,6 +42,7 @@ export {
   createTransformJob,
   describeTrainingJob,
   describeTransformJob,
+  embeddingEnvironment,
   type StatusUpdate,
   type TrainingJobSpec,
   type TransformJobSpec,

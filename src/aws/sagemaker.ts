@@ -309,8 +309,33 @@ export interface TransformJobSpec {
   instanceType?: string;
   instanceCount?: number;
   environment?: Record<string, string>;
+  /**
+   * Embeddings instead of class probabilities: the serve container's embeddings mode
+   * (ESMKIT_SERVE_MODE=embed), with its pooling and hidden state (default: mean over
+   * residues, the last hidden state). See src/serve/embeddings.ts.
+   */
+  embed?: boolean | { pooling?: "mean" | "cls"; layer?: number };
   tags?: Record<string, string>;
   aws?: AwsOptions;
+}
+
+/** The serve container's environment for `spec.embed` (empty without it). */
+export function embeddingEnvironment(embed: TransformJobSpec["embed"]): Record<string, string> {
+  if (!embed) return {};
+  const o = embed === true ? {} : embed;
+  if (o.pooling !== undefined && o.pooling !== "mean" && o.pooling !== "cls") {
+    throw new ConfigError(`embed pooling must be mean or cls, got ${JSON.stringify(o.pooling)}`, {
+      pooling: o.pooling,
+    });
+  }
+  if (o.layer !== undefined && !Number.isInteger(o.layer)) {
+    throw new ConfigError(`embed layer must be an integer, got ${o.layer}`, { layer: o.layer });
+  }
+  return {
+    ESMKIT_SERVE_MODE: "embed",
+    ...(o.pooling ? { ESMKIT_EMBED_POOLING: o.pooling } : {}),
+    ...(o.layer !== undefined ? { ESMKIT_EMBED_LAYER: String(o.layer) } : {}),
+  };
 }
 
 /** The CreateTransformJob request for `spec` (validated; nothing is sent). */
@@ -359,6 +384,7 @@ export function transformJobRequest(spec: TransformJobSpec): CreateTransformJobR
     Environment: {
       SAGEMAKER_MAX_PAYLOAD_IN_MB: String(maxPayload),
       SAGEMAKER_BATCH_STRATEGY: batchStrategy === "MultiRecord" ? "MULTI_RECORD" : "SINGLE_RECORD",
+      ...embeddingEnvironment(spec.embed),
       ...spec.environment,
     },
     ...(spec.tags ? { Tags: tagList(spec.tags) } : {}),

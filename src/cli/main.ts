@@ -7,6 +7,7 @@ import { isEsmKitError } from "../errors";
 import { registerDefaults } from "../register-defaults";
 import { defineGroup } from "./command";
 import { demoCommand } from "./demo-command";
+import { embedCommand } from "./embed-command";
 import { evaluateCommand } from "./evaluate-command";
 import { exportCommand } from "./export-command";
 import { kernelCommand } from "./kernel-command";
@@ -29,6 +30,7 @@ export const esmkit = defineGroup({
     demoCommand,
     kernelCommand,
     predictCommand,
+    embedCommand,
     serveCommand,
     exportCommand,
     sagemakerCommand,

@@ -317,7 +317,9 @@ const transform = awsCommand({
   summary: "Batch Transform over an S3 prefix",
   description: `
 Create a Batch Transform job over every object under an S3 prefix (JSON Lines by
-default: one {"inputs": "SEQ"} per line, one prediction line out per line in).`,
+default: one {"inputs": "SEQ"} per line, one prediction line out per line in).
+A proteome's embeddings: --embed --content-type text/x-fasta --split-type None sends each
+FASTA object whole (up to --max-payload-mb) and writes one JSON line per protein.`,
   flags: {
     input: flag.string("input prefix or object", { value: "S3", required: true }),
     output: flag.string("output prefix", { value: "S3", required: true }),
@@ -349,6 +351,22 @@ default: one {"inputs": "SEQ"} per line, one prediction line out per line in).`,
       default: DEFAULT_TRANSFORM_INSTANCE,
     }),
     "instance-count": flag.int("instances", { min: 1, default: 1 }),
+    embed: flag.bool(
+      "embeddings instead of class probabilities ({id, embedding, length, truncated}; ESMKIT_SERVE_MODE=embed)",
+    ),
+    pooling: flag.choice(
+      ["mean", "cls"],
+      "with --embed: mean over residues (no <cls>/<eos>) or <cls>",
+      {
+        defaultText: "mean",
+        requires: ["embed"],
+      },
+    ),
+    layer: flag.int("with --embed: hidden state as transformers numbers them (-1: the last)", {
+      value: "N",
+      defaultText: "the last",
+      requires: ["embed"],
+    }),
     env,
     tag,
     wait: waitForJob,
@@ -388,6 +406,7 @@ default: one {"inputs": "SEQ"} per line, one prediction line out per line in).`,
       maxConcurrentTransforms: v["max-concurrent"],
       instanceType: v["instance-type"],
       instanceCount: v["instance-count"],
+      embed: v.embed ? { pooling: v.pooling, layer: v.layer } : undefined,
       environment: v.env,
       tags: v.tag,
       aws,

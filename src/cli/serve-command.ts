@@ -1,6 +1,7 @@
 import { ConfigError } from "../errors";
 import { QUANTIZE_CHOICES } from "../onnx/select";
 import { resolveServerConfig, SERVER_DEFAULTS, type ServerLimits } from "../serve/config";
+import { type EmbeddingModeOptions, embeddingMode } from "../serve/embeddings";
 import { checkThreshold, DEFAULT_THRESHOLD } from "../serve/prediction";
 import { loadPredictor } from "../serve/predictor";
 import { TOO_LONG_POLICIES } from "../serve/sequences";
@@ -75,6 +76,24 @@ GET /ping, POST /invocations, GET /execution-parameters.`,
       'sequences over the model\'s max length: truncate (flagged "truncated": true) or reject',
       { defaultText: "truncate" },
     ),
+    embed: flag.bool(
+      "answer embeddings instead of class probabilities: {id, embedding, length, truncated}",
+      { defaultText: "ESMKIT_SERVE_MODE=embed" },
+    ),
+    pooling: flag.choice(
+      ["mean", "cls"],
+      "embeddings: mean over residues (no <cls>/<eos>) or <cls>",
+      {
+        defaultText: "ESMKIT_EMBED_POOLING, else mean",
+      },
+    ),
+    layer: flag.int(
+      "embeddings: hidden state as transformers numbers them (negative: from the end)",
+      {
+        value: "N",
+        defaultText: "ESMKIT_EMBED_LAYER, else the last",
+      },
+    ),
     threshold: flag.float("multi-label models: a label is predicted at or above this probability", {
       min: 0,
       max: 1,
@@ -91,7 +110,9 @@ GET /ping, POST /invocations, GET /execution-parameters.`,
   },
   notes: `
 Batch Transform (SAGEMAKER_BATCH=true) raises the defaults of --max-sequences to
-${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-queue to hold full requests.`,
+${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-queue to hold full requests.
+Embeddings mode (--embed): FASTA bodies sent with "Accept: application/jsonlines" get one
+line per protein, as a proteome through Batch Transform needs.`,
   async run(v) {
     const port = portFrom(v.port, process.env.SAGEMAKER_BIND_TO_PORT);
     const threshold = thresholdFrom(v.threshold, process.env.ESMKIT_THRESHOLD);
@@ -110,6 +131,11 @@ ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-
     // The limits together and the SAGEMAKER_* values are checked before the model
     // loads (which takes time and starts worker threads).
     resolveServerConfig(limits);
+    const embeddings: EmbeddingModeOptions = { embed: v.embed, pooling: v.pooling, layer: v.layer };
+    const embedding = embeddingMode(embeddings, process.env);
+    if (!embedding && (v.pooling !== undefined || v.layer !== undefined)) {
+      throw new ConfigError("--pooling and --layer apply to embeddings: add --embed", {});
+    }
 
     const predictor = await loadPredictor(
       modelDir,
@@ -121,6 +147,7 @@ ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-
       const server = createServer({
         predictor,
         ...limits,
+        embeddings,
         threshold,
         log: v.quiet ? false : undefined,
       });
@@ -130,6 +157,10 @@ ${D.batchMaxSequencesPerRequest}, --timeout-ms to ${D.batchTimeoutMs} and --max-
       const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
       process.stderr.write(
         `esmkit serve: listening on http://${shown}:${address.port} (model ${modelDir}: ` +
+          (embedding
+            ? `embeddings, ${predictor.numLayers} layers`
+            : `labels ${predictor.labels.join(", ")}`) +
+          `, max length ${predictor.maxLength}; ` +
           `${taskWords(predictor.problemType, threshold)}labels ${predictor.labels.join(", ")}, max length ${predictor.maxLength}; ` +
           `batch <= ${c.maxBatchSize}, wait ${c.maxWaitMs} ms, queue ${c.maxQueue}, ` +
           `timeout ${c.timeoutMs} ms, payload ${+(c.maxPayloadBytes / 1024 / 1024).toFixed(3)} MB, ` +

@@ -229,11 +229,22 @@ function removeDeadStaging(dir: string): void {
 const httpStore: Store = {
   async openRead(location, options) {
     let res: Response;
+    // fetch() refuses a URL with user:password (and would quote it in its errors): they
+    // go as a Basic Authorization header instead.
+    const url = new URL(location);
+    const headers: Record<string, string> = {};
+    if (url.username || url.password) {
+      const user = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+      headers.authorization = `Basic ${Buffer.from(user).toString("base64")}`;
+      url.username = "";
+      url.password = "";
+    }
     try {
-      res = await fetch(location, { redirect: "follow" });
+      res = await fetch(url, { redirect: "follow", headers });
     } catch (e) {
+      const why = (e as Error).message.split(url.href).join(redact(location));
       throw new StorageError(
-        `Cannot fetch ${redact(location)}: ${(e as Error).message}`,
+        `Cannot fetch ${redact(location)}: ${why}`,
         {
           location: redact(location),
         },

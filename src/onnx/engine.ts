@@ -106,6 +106,8 @@ export class OnnxEsmEngine implements EsmEngine {
   private readonly invFreq: Float32Array;
   /** Where the weights come from: the tfjs model (and its adapters), or a checkpoint. */
   readonly weights: EngineWeights;
+  /** The tfjs model the weights come from; undefined on checkpoint weights. */
+  readonly model?: Esm2Model;
 
   /**
    * On a TensorFlow.js model (its variables hold the weights; training needs this), or on
@@ -126,6 +128,7 @@ export class OnnxEsmEngine implements EsmEngine {
     }
     this.int8Range = int8RangeHere();
     this.weights = model instanceof Esm2Model ? modelWeights(model, options.lora) : model;
+    if (model instanceof Esm2Model) this.model = model;
     if (options.lora && !(model instanceof Esm2Model)) {
       throw new ConfigError("LoRA adapters need the engine on the tfjs model that holds them", {});
     }
@@ -173,6 +176,35 @@ export class OnnxEsmEngine implements EsmEngine {
     const t = this.tables(batch);
     const out = session.run({ ...t.feeds, ...this.weightFeeds(session, new Set()) });
     return out[OUT.lastHidden]!.data as Float32Array;
+  }
+
+  /**
+   * Hidden states `[B, L, H]` (row-major) numbered as transformers' `EsmModel`
+   * `hidden_states`: 0 is the embeddings output (token-dropout scaled, padding zeroed),
+   * `i` the output of encoder layer `i - 1`, and `numHiddenLayers` the last layer after
+   * the final LayerNorm (`emb_layer_norm_after`), i.e. `last_hidden_state`. No gradients.
+   */
+  hiddenStates(batch: TokenBatch, layer: number = this.config.numHiddenLayers): Float32Array {
+    const n = this.config.numHiddenLayers;
+    if (!Number.isInteger(layer) || layer < 0 || layer > n) {
+      throw new ConfigError(
+        `layer ${layer} is out of range: the model has ${n} layers, so hidden states 0..${n} (0: embeddings, ${n}: last layer after the final LayerNorm)`,
+        { layer, numHiddenLayers: n },
+      );
+    }
+    if (layer === n) return this.lastHiddenState(batch);
+    this.weights.refresh();
+    const plan = this.plan(new Set(), false);
+    const session = this.session(`hidden:${layer}:${signature(plan)}`, () => {
+      const eg = new EsmGraph("esm2_hidden", plan);
+      let h = eg.embed();
+      for (let i = 0; i < layer; i++) h = eg.layer(i, h).out;
+      eg.g.output(OUT.hidden, h, "float", null);
+      return eg.g.build();
+    });
+    const t = this.tables(batch);
+    const out = session.run({ ...t.feeds, ...this.weightFeeds(session, new Set()) });
+    return out[OUT.hidden]!.data as Float32Array;
   }
 
   /**

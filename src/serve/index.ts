@@ -28,7 +28,13 @@ export {
   toHttpError,
   UnsupportedMediaTypeError,
 } from "./errors";
-export { type FastaOptions, type FastaRecord, parseFasta } from "./fasta";
+export {
+  type FastaOptions,
+  FastaParser,
+  type FastaRecord,
+  parseFasta,
+  readFastaRecords,
+} from "./fasta";
 export {
   ACCEPTED_MEDIA_TYPES,
   type InputFormat,

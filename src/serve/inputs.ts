@@ -4,7 +4,8 @@
  *
  * - `application/json` (also when no Content-Type is sent): `{"inputs": "SEQ"}` or
  *   `{"inputs": ["SEQ", ...]}`, optional `"parameters": {...}` (accepted, ignored:
- *   every class probability is always returned). Answer: a JSON array, one prediction
+ *   every class probability is always returned), optional `"id": "NAME"` next to a
+ *   single sequence (echoed in its answer). Answer: a JSON array, one prediction
  *   per input (a single string gives a list of one, as Hugging Face does).
  * - `application/jsonlines` (`application/x-jsonlines`, `application/jsonl`,
  *   `application/x-ndjson`): one such object per line, blank lines skipped. Answer: one
@@ -150,9 +151,21 @@ function collectInputs(
     });
   }
   const inputs = obj.inputs;
+  // An "id" string names a single sequence; answers carry it back (Batch Transform).
+  const id = obj.id;
+  if (id !== undefined && (typeof id !== "string" || typeof inputs !== "string")) {
+    throw new MalformedRequestError(
+      `${prefix}"id" must be a string, next to a single "inputs" string`,
+      { reason: "shape" },
+    );
+  }
   if (typeof inputs === "string") {
     if (out.length + 1 > options.maxSequences) throw tooMany(out.length + 1, options.maxSequences);
-    out.push({ raw: inputs, where: `${prefix}inputs` });
+    out.push(
+      id === undefined
+        ? { raw: inputs, where: `${prefix}inputs` }
+        : { raw: inputs, where: `${prefix}inputs (id ${quoteId(id)})`, id },
+    );
     return 1;
   }
   if (!Array.isArray(inputs)) {

@@ -14,6 +14,7 @@ import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
 import type { EsmConfig } from "../model/config";
 import type { Esm2Model } from "../model/esm2";
 import { fromPretrained, openPretrained } from "../model/pretrained";
+import { createEmbedder, type Embedder } from "../onnx/embedder";
 import { OnnxEsmEngine } from "../onnx/engine";
 import {
   checkQuantizeEngine,
@@ -28,7 +29,7 @@ import {
 import { checkpointWeights } from "../onnx/weights";
 import { EsmTokenizer } from "../tokenizer/esm-tokenizer";
 import { type ProblemType, taskOfConfig } from "../util/task";
-import type { ClassProbabilities, Predictor } from "./predictor";
+import type { ClassProbabilities, EmbeddingRequest, Predictor } from "./predictor";
 
 export interface EsmPredictorOptions {
   /** Tokens per sequence including <cls>/<eos>; default: tokenizer_config's model_max_length or 1024. */
@@ -62,6 +63,9 @@ export interface EsmPredictor extends Predictor {
   readonly engine: EsmEngine;
   /** How the weights are held ("int8": the encoder's Linears). */
   readonly quantize: Quantize;
+  /** Pooled embeddings (src/onnx/embedder.ts), computed by the onnx engine whichever engine classifies. */
+  embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]>;
+  readonly numLayers: number;
   dispose(): void;
 }
 
@@ -143,6 +147,10 @@ export async function loadEsmPredictor(
       : problemType === "multi_label_classification"
         ? { labels, probabilities: Array.from(row, sigmoid) }
         : { labels, probabilities: softmax(row) };
+  // Embeddings share the onnx engine (made here when the tfjs engine classifies).
+  let embedder: Embedder | undefined;
+  let embedModel: Esm2Model | undefined;
+  let embedEngine: OnnxEsmEngine | undefined;
   return {
     ...(model ? { model } : {}),
     config,
@@ -175,12 +183,28 @@ export async function loadEsmPredictor(
         rows.length,
       );
     },
+    numLayers: config.numHiddenLayers,
+    async embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]> {
+      if (!embedder) {
+        // The embedder runs on a tfjs model; the onnx predictor of a full checkpoint has
+        // none, so one is loaded for embeddings (a second copy of the weights, only then).
+        const m = model ?? (embedModel = await fromPretrained(dir, { onWarning: warn }));
+        embedEngine =
+          engine instanceof OnnxEsmEngine && engine.model === m
+            ? engine
+            : new OnnxEsmEngine(m, { threads });
+        embedder = createEmbedder(m, { tokenizer, maxLength, engine: embedEngine });
+      }
+      return embedder.embed(sequences, request).map((e) => e.embedding);
+    },
     engineName: decision.name,
     engine,
     quantize,
     dispose() {
       engine.dispose();
+      if (embedEngine !== engine) embedEngine?.dispose();
       model?.dispose();
+      embedModel?.dispose();
     },
   };
 }

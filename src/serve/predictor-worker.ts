@@ -4,10 +4,13 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import type { EsmPredictorOptions } from "./model-predictor";
+import type { EmbeddingRequest } from "./predictor";
 
 interface Request {
   id: number;
   sequences: string[];
+  /** Embeddings instead of class probabilities. */
+  embed?: EmbeddingRequest;
 }
 
 async function main(): Promise<void> {
@@ -20,11 +23,14 @@ async function main(): Promise<void> {
     labels: predictor.labels,
     maxLength: predictor.maxLength,
     engineName: predictor.engineName,
+    numLayers: predictor.numLayers,
     problemType: predictor.problemType,
   });
   port.on("message", async (m: Request) => {
     try {
-      const result = await predictor.predict(m.sequences);
+      const result = m.embed
+        ? await predictor.embed(m.sequences, m.embed)
+        : await predictor.predict(m.sequences);
       port.postMessage({ type: "result", id: m.id, result });
     } catch (e) {
       port.postMessage({ type: "error", id: m.id, message: (e as Error).message });

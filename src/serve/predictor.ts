@@ -23,6 +23,13 @@ export interface ClassProbabilities {
   values?: number[];
 }
 
+/** What an embeddings endpoint computes (see src/onnx/embedder.ts for the conventions). */
+export interface EmbeddingRequest {
+  pooling: "mean" | "cls";
+  /** A hidden state 0..numLayers (already checked). */
+  layer: number;
+}
+
 export interface Predictor {
   /** Class names in id2label order, e.g. ["0", "1"] or ["non-membrane", "membrane"]. */
   readonly labels: string[];
@@ -32,6 +39,13 @@ export interface Predictor {
   readonly maxLength: number;
   /** One call is one batch; the answer has one entry per sequence, in order. */
   predict(sequences: string[]): Promise<ClassProbabilities[]>;
+  /**
+   * Pooled embeddings, one per sequence, in order (the serve container's embeddings
+   * mode); absent when the predictor cannot embed.
+   */
+  embed?(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]>;
+  /** Encoder layers (hidden states 0..numLayers), when the predictor can embed. */
+  readonly numLayers?: number;
   /** Batches it can run at once (worker threads); default 1. */
   readonly concurrency?: number;
   /** Free the model (and stop worker threads, which would keep the process alive). */

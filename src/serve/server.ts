@@ -26,6 +26,12 @@ import { ConfigError } from "../errors";
 import { type BatcherStats, MicroBatcher } from "./batcher";
 import { MB, resolveServerConfig, type ServerConfig, type ServerLimits } from "./config";
 import {
+  acceptsJsonLines,
+  type EmbeddingModeOptions,
+  resolveEmbeddingRequest,
+  toEmbeddingAnswer,
+} from "./embeddings";
+import {
   HeadersTooLargeError,
   MalformedRequestError,
   MethodNotAllowedError,
@@ -42,6 +48,11 @@ import { normaliseSequence } from "./sequences";
 
 export interface ServerOptions extends ServerLimits {
   predictor: Predictor;
+  /**
+   * Answer embeddings instead of class probabilities (see embeddings.ts); default from
+   * ESMKIT_SERVE_MODE, ESMKIT_EMBED_POOLING and ESMKIT_EMBED_LAYER.
+   */
+  embeddings?: EmbeddingModeOptions;
   /** Multi-label models: a label is predicted at or above this probability (default 0.5). */
   threshold?: number;
   /** Where SAGEMAKER_* settings come from (default process.env). */
@@ -169,6 +180,11 @@ function closeAfterAnswer(socket: Socket): void {
 export function createServer(options: ServerOptions): EsmKitServer {
   const { predictor } = options;
   const config = resolveServerConfig(options, options.env ?? process.env);
+  const embedding = resolveEmbeddingRequest(
+    options.embeddings ?? {},
+    options.env ?? process.env,
+    predictor,
+  );
   const answerOptions = {
     problemType: predictor.problemType,
     threshold: checkThreshold(options.threshold ?? DEFAULT_THRESHOLD, "threshold"),
@@ -177,13 +193,28 @@ export function createServer(options: ServerOptions): EsmKitServer {
     options.log === false
       ? () => {}
       : (options.log ?? ((line: string) => process.stderr.write(`${line}\n`)));
-  const batcher = new MicroBatcher<string, ClassProbabilities>((seqs) => predictor.predict(seqs), {
+  const batcherOptions = {
     maxBatchSize: config.maxBatchSize,
     maxWaitMs: config.maxWaitMs,
     maxQueue: config.maxQueue,
     timeoutMs: config.timeoutMs,
     concurrency: predictor.concurrency ?? 1,
-  });
+  };
+  // One batcher: classification, or embeddings in the embeddings mode.
+  const classify = embedding
+    ? undefined
+    : new MicroBatcher<string, ClassProbabilities>(
+        (seqs) => predictor.predict(seqs),
+        batcherOptions,
+      );
+  const embedder = embedding
+    ? new MicroBatcher<string, Float32Array>(
+        (seqs) => predictor.embed!(seqs, embedding),
+        batcherOptions,
+      )
+    : undefined;
+  const batcher: Pick<MicroBatcher<string, unknown>, "stats" | "queued" | "close"> = (classify ??
+    embedder)!;
   const inflight = new Set<ServerResponse>();
   let emptyWaiters: (() => void)[] = [];
   let draining = false;
@@ -230,7 +261,35 @@ export function createServer(options: ServerOptions): EsmKitServer {
         where: input.where,
       }),
     );
-    const probabilities = await batcher.submit(
+    if (embedder) {
+      const vectors = await embedder.submit(
+        sequences.map((s) => s.sequence),
+        signal,
+      );
+      const answers = vectors.map((v, i) =>
+        toEmbeddingAnswer(v, sequences[i]!, parsed.inputs[i]!.id),
+      );
+      if (media.format === "fasta" && acceptsJsonLines(req.headers.accept)) {
+        // A proteome in FASTA (Batch Transform, SplitType None): one line per protein.
+        const body = answers.map((a) => JSON.stringify(a)).join("\n");
+        send(res, 200, `${body}\n`, "application/jsonlines");
+        return;
+      }
+      if (parsed.format === "json") {
+        sendJson(res, 200, answers);
+        return;
+      }
+      const lines: string[] = [];
+      let at = 0;
+      for (const n of parsed.groups) {
+        lines.push(JSON.stringify(answers.slice(at, at + n)));
+        at += n;
+      }
+      const type = media.format === "jsonlines" ? media.type : "application/jsonlines";
+      send(res, 200, `${lines.join("\n")}\n`, type);
+      return;
+    }
+    const probabilities = await classify!.submit(
       sequences.map((s) => s.sequence),
       signal,
     );

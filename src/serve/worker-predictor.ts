@@ -19,7 +19,7 @@ import { isRepoId } from "../model/hub";
 import { resolveCheckpoint } from "../model/pretrained";
 import type { ProblemType } from "../util/task";
 import type { EsmPredictorOptions } from "./model-predictor";
-import type { ClassProbabilities, Predictor } from "./predictor";
+import type { ClassProbabilities, EmbeddingRequest, Predictor } from "./predictor";
 
 export interface WorkerPredictorOptions extends EsmPredictorOptions {
   /**
@@ -31,6 +31,7 @@ export interface WorkerPredictorOptions extends EsmPredictorOptions {
 
 export interface WorkerPredictor extends Predictor {
   readonly concurrency: number;
+  embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]>;
   dispose(): Promise<void>;
 }
 
@@ -41,15 +42,20 @@ type Reply =
       maxLength: number;
       engineName: string;
       problemType: ProblemType;
+      numLayers?: number;
     }
-  | { type: "result"; id: number; result: ClassProbabilities[] }
+  | { type: "result"; id: number; result: ClassProbabilities[] | Float32Array[] }
   | { type: "error"; id: number; message: string }
   | { type: "fatal"; message: string; name?: string };
 
 interface Slot {
   worker: Worker;
   busy: number;
-  pending: Map<number, { resolve: (r: ClassProbabilities[]) => void; reject: (e: Error) => void }>;
+  pending: Map<
+    number,
+    // biome-ignore lint/suspicious/noExplicitAny: probabilities or embeddings, by request
+    { resolve: (r: any) => void; reject: (e: Error) => void }
+  >;
 }
 
 /**
@@ -98,6 +104,7 @@ export async function loadWorkerPredictor(
     maxLength: number;
     engineName: string;
     problemType: ProblemType;
+    numLayers?: number;
   };
   const start = (predictorOptions: EsmPredictorOptions): Promise<Ready> => {
     const worker = new Worker(script, { workerData: { dir, options: predictorOptions } });
@@ -140,19 +147,27 @@ export async function loadWorkerPredictor(
     throw e;
   }
   const n = slots.length;
+  /** Send a request to the least busy worker. */
+  const send = <R>(message: { sequences: string[]; embed?: EmbeddingRequest }): Promise<R> => {
+    const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = nextId++;
+    slot.busy++;
+    return new Promise<R>((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      slot.worker.postMessage({ id, ...message });
+    });
+  };
   return {
     labels: info.labels,
     problemType: info.problemType,
     maxLength: info.maxLength,
+    numLayers: info.numLayers,
     concurrency: n,
     predict(sequences: string[]): Promise<ClassProbabilities[]> {
-      const slot = slots.reduce((a, b) => (b.busy < a.busy ? b : a));
-      const id = nextId++;
-      slot.busy++;
-      return new Promise((resolve, reject) => {
-        slot.pending.set(id, { resolve, reject });
-        slot.worker.postMessage({ id, sequences });
-      });
+      return send({ sequences });
+    },
+    embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]> {
+      return send({ sequences, embed: request });
     },
     async dispose() {
       await Promise.all(slots.map((s) => s.worker.terminate()));

@@ -9,6 +9,7 @@ import {
   checkName,
   type StatusUpdate,
   trainingJobRequest,
+  transformJobRequest,
   uniqueName,
   waitForTrainingJob,
 } from "../../src/aws/sagemaker";
@@ -418,4 +419,102 @@ test("transform job over an S3 prefix, its model made from a model directory", {
   const desc = await runCli(["sagemaker", "describe", "--transform-job", name], cliEnv(moto));
   assert.equal(desc.status, 0, desc.stderr);
   assert.equal(JSON.parse(desc.stdout).TransformInput.DataSource.S3DataSource.S3Uri, input);
+});
+
+test("transform --embed: the serve container's embeddings mode in the job's environment", {
+  skip,
+}, async () => {
+  const input = `s3://${BUCKET}/proteome/in/`;
+  const dir = await tmp("esmkit-proteome-");
+  await writeFile(path.join(dir, "proteome.fasta"), ">P1\nMKTAYIAKQR\n>P2\nLLVV\n");
+  await uploadFile(path.join(dir, "proteome.fasta"), `${input}proteome.fasta`);
+  const name = "esmkit-embed-test";
+  const r = await runCli(
+    [
+      "sagemaker",
+      "transform",
+      "--name",
+      name,
+      "--input",
+      input,
+      "--output",
+      `s3://${BUCKET}/proteome/out/`,
+      "--model",
+      modelDir,
+      "--image",
+      IMAGE,
+      "--role",
+      ROLE,
+      "--artifact",
+      `s3://${BUCKET}/artifacts/embed/model.tar.gz`,
+      "--content-type",
+      "text/x-fasta",
+      "--split-type",
+      "None",
+      "--embed",
+      "--pooling",
+      "cls",
+      "--layer=-2",
+    ],
+    cliEnv(moto),
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const sent = moto.calls("SageMaker.CreateTransformJob").find((c) => c.TransformJobName === name)!;
+  assert.deepEqual(sent.Environment, {
+    SAGEMAKER_MAX_PAYLOAD_IN_MB: "6",
+    SAGEMAKER_BATCH_STRATEGY: "MULTI_RECORD",
+    ESMKIT_SERVE_MODE: "embed",
+    ESMKIT_EMBED_POOLING: "cls",
+    ESMKIT_EMBED_LAYER: "-2",
+  });
+  assert.deepEqual(sent.TransformInput, {
+    DataSource: { S3DataSource: { S3DataType: "S3Prefix", S3Uri: input } },
+    ContentType: "text/x-fasta",
+    SplitType: "None",
+    CompressionType: "None",
+  });
+  assert.equal((sent.TransformOutput as { Accept: string }).Accept, "application/jsonlines");
+  // --pooling and --layer only mean something with --embed.
+  const before = moto.calls("SageMaker.CreateTransformJob").length;
+  const lone = await runCli(
+    [
+      "sagemaker",
+      "transform",
+      "--input",
+      input,
+      "--output",
+      `s3://${BUCKET}/proteome/out2/`,
+      "--model-name",
+      `${name}-model`,
+      "--pooling",
+      "cls",
+    ],
+    cliEnv(moto),
+  );
+  assert.equal(lone.status, 2);
+  assert.match(lone.stderr, /--pooling needs --embed/);
+  assert.equal(moto.calls("SageMaker.CreateTransformJob").length, before);
+});
+
+test("transformJobRequest: embed settings become the serve container's environment", () => {
+  const base = {
+    modelName: "m",
+    input: "s3://my-bucket/in/",
+    output: "s3://my-bucket/out/",
+  };
+  assert.equal(transformJobRequest(base).Environment!.ESMKIT_SERVE_MODE, undefined);
+  assert.deepEqual(transformJobRequest({ ...base, embed: true }).Environment, {
+    SAGEMAKER_MAX_PAYLOAD_IN_MB: "6",
+    SAGEMAKER_BATCH_STRATEGY: "MULTI_RECORD",
+    ESMKIT_SERVE_MODE: "embed",
+  });
+  assert.equal(
+    transformJobRequest({ ...base, embed: { layer: 0 } }).Environment!.ESMKIT_EMBED_LAYER,
+    "0",
+  );
+  assert.throws(
+    () => transformJobRequest({ ...base, embed: { pooling: "max" as "mean" } }),
+    (e: unknown) =>
+      e instanceof ConfigError && /pooling must be mean or cls, got "max"/.test(e.message),
+  );
 });

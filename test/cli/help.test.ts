@@ -30,6 +30,7 @@ test("every command's --help lists every flag of its table, in order, with its d
       "kernel list",
       "kernel uninstall",
       "predict",
+      "embed",
       "serve",
       "export",
       "sagemaker train",

@@ -35,6 +35,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["onnx"],
   ["train", "serve", "export"],
   ["aws", "display", "kernel"],
+  ["embed"],
   ["register-defaults"],
   ["cli"],
   ["index"],

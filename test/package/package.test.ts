@@ -30,7 +30,7 @@ test("the esmkit command prints help and rejects unknown commands", () => {
   assert.equal(bad.status, 2);
   assert.match(
     bad.stderr,
-    /unknown command "fly"; expected one of: prepare, train, evaluate, demo, kernel, predict, serve, export, sagemaker/,
+    /unknown command "fly"; expected one of: prepare, train, evaluate, demo, kernel, predict, embed, serve, export, sagemaker/,
   );
 });
 
