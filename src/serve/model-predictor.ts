@@ -188,7 +188,8 @@ export async function loadEsmPredictor(
       if (!embedder) {
         // The embedder runs on a tfjs model; the onnx predictor of a full checkpoint has
         // none, so one is loaded for embeddings (a second copy of the weights, only then).
-        const m = model ?? (embedModel = await fromPretrained(dir, { onWarning: warn }));
+        if (!model && !embedModel) embedModel = await fromPretrained(dir, { onWarning: warn });
+        const m = (model ?? embedModel)!;
         embedEngine =
           engine instanceof OnnxEsmEngine && engine.model === m
             ? engine
