@@ -165,7 +165,7 @@ export function createEmbedder(
           batch.map((i) => rows[i]!.length),
           maxLength,
         )) {
-          const part = batch.slice(pass.start, pass.end);
+          const part = pass.rows.map((j) => batch[j]!);
           const W = pass.width;
           const ids = new Int32Array(part.length * W).fill(tokenizer.padId);
           const mask = new Int32Array(part.length * W);
