@@ -14,12 +14,12 @@
  * does not.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { writeRandomCheckpoint } from "./random-checkpoint";
 
-const ROOT = path.resolve(__dirname, "..", "..");
 const ARCH: Record<string, string> = {
   "8m": "esm2_t6_8M_UR50D",
   "35m": "esm2_t12_35M_UR50D",
@@ -87,32 +87,6 @@ async function child(
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
-/**
- * Child: write a random checkpoint: config.json from esmkit's preset, the weights drawn
- * and saved by transformers (torch seed 1; writing 650M parameters through TensorFlow.js
- * on wasm takes far longer).
- */
-async function makeModel(arch: string, dir: string): Promise<void> {
-  const { esm2Config, esmConfigJsonText } = await import("../src/model/config");
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, "config.json"), esmConfigJsonText(esm2Config(arch as never)));
-  execFileSync(
-    path.join(ROOT, ".venv", "bin", "python"),
-    [
-      "-c",
-      [
-        "import sys, torch",
-        "from transformers import EsmConfig, EsmForSequenceClassification",
-        "torch.manual_seed(1)",
-        "d = sys.argv[1]",
-        "EsmForSequenceClassification(EsmConfig.from_pretrained(d)).save_pretrained(d)",
-      ].join("\n"),
-      dir,
-    ],
-    { stdio: "inherit" },
-  );
-}
-
 async function main(): Promise<void> {
   const { values: v } = parseArgs({
     options: {
@@ -131,7 +105,7 @@ async function main(): Promise<void> {
   const B = Number(v.batch);
   const L = Number(v.length);
   const threads = Number(v.threads);
-  if (v.child === "make") return makeModel(v.arch!, v.dir!);
+  if (v.child === "make") return writeRandomCheckpoint(v.arch!, v.dir!);
   if (v.child === "run") return child(v.dir!, v.quantize as "none" | "int8", B, L, threads);
   const self = path.join(__dirname, "big-models.js");
   const given = new Map(

@@ -1,15 +1,16 @@
 /**
  * Fidelity of the int8 base (issue 13, item 4): fine-tune ESM-2 with `fineTune` (what
  * `esmkit train` runs) twice on the same data and seed, once on the float32 base and once
- * on the int8 base, then predict the whole test split of the bundled DeepLoc sample with
- * the float32-trained model on both engines (`quantize` none and int8).
+ * on the int8 base, then predict the whole test split of `prepare` (on the bundled DeepLoc
+ * sample, or `--input`, e.g. the full DeepLoc-2.0 CSV) with the float32-trained model on
+ * both engines (`quantize` none and int8).
  *
  * Reported per architecture: label agreement and the distribution of |delta P| (the
  * membrane probability, int8 minus float32; targets: >= 99.5 % of labels the same, 99th
  * percentile <= 0.02), both accuracies, and the two training loss curves side by side.
  *
  *   node build/bench/int8-fidelity.js [--archs 8m,35m] [--limit-train 8m:1024,35m:512]
- *        [--max-length 512] [--threads 2] [--json FILE] [--md FILE]
+ *        [--max-length 512] [--threads 2] [--input CSV] [--json FILE] [--md FILE]
  *
  * Offline, the Hub models are not reachable and both architectures start from random
  * weights (seed 42), as `esmkit train --random-if-unavailable` does. Random-init models
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
       threads: { type: "string", default: String(Math.min(2, os.availableParallelism())) },
       json: { type: "string" },
       md: { type: "string" },
+      input: { type: "string", default: path.join(ROOT, "data", "deeploc-sample.csv") },
     },
   });
   await selectBackend({ backend: "wasm" });
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
   const results: Record<string, unknown>[] = [];
   try {
     const data = path.join(work, "data");
-    await prepare({ input: path.join(ROOT, "data", "deeploc-sample.csv"), out: data });
+    await prepare({ input: path.resolve(v.input!), out: data });
     const { test } = await loadPrepared(data);
     const examples = examplesFrom(test, { maxLength, where: "test.parquet" });
     for (const arch of v.archs!.split(",")) {
@@ -196,6 +198,7 @@ async function main(): Promise<void> {
     node: process.version,
     cpus: os.cpus()[0]?.model,
     loadAverage: os.loadavg(),
+    input: path.basename(v.input!),
     results,
   };
   if (v.json) writeFileSync(v.json, `${JSON.stringify(out, null, 2)}\n`);

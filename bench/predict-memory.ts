@@ -15,10 +15,11 @@
  * load; the seconds do.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { writeRandomCheckpoint } from "./random-checkpoint";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const AMINO = "ACDEFGHIKLMNPQRSTVWY";
@@ -34,33 +35,6 @@ function protein(length: number): string {
 }
 
 const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
-
-/** Child: write the random checkpoint. */
-/**
- * Child: write a random checkpoint: config.json from esmkit's preset, the weights drawn
- * and saved by transformers (torch seed 1; writing 650M parameters through TensorFlow.js
- * on wasm takes far longer).
- */
-async function makeModel(arch: string, dir: string): Promise<void> {
-  const { esm2Config, esmConfigJsonText } = await import("../src/model/config");
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, "config.json"), esmConfigJsonText(esm2Config(arch as never)));
-  execFileSync(
-    path.join(ROOT, ".venv", "bin", "python"),
-    [
-      "-c",
-      [
-        "import sys, torch",
-        "from transformers import EsmConfig, EsmForSequenceClassification",
-        "torch.manual_seed(1)",
-        "d = sys.argv[1]",
-        "EsmForSequenceClassification(EsmConfig.from_pretrained(d)).save_pretrained(d)",
-      ].join("\n"),
-      dir,
-    ],
-    { stdio: "inherit" },
-  );
-}
 
 /** Child: load the predictor the way serve does, predict one protein, report memory. */
 async function measure(dir: string, workers: string, quantize: string, length: number) {
@@ -141,7 +115,7 @@ async function main(): Promise<void> {
     },
   });
   const length = Number(v.length);
-  if (v.child === "make") return makeModel(v.arch!, v.dir!);
+  if (v.child === "make") return writeRandomCheckpoint(v.arch!, v.dir!);
   if (v.child === "measure") return measure(v.dir!, v.workers!, v.quantize!, length);
 
   const own = v["model-dir"] === undefined;

@@ -4,7 +4,7 @@
  *
  *   npm run build && node build/bench/run.js [--quick] [--only CASE,...] [--threads N,M]
  *        [--engine onnx|tfjs] [--repeats R] [--out DIR] [--python PATH] [--deeploc CSV]
- *        [--backend wasm] [--timeout S] [--keep]
+ *        [--backend wasm] [--sort-window N] [--timeout S] [--keep]
  *
  * Cases: train-8m, train-35m (LoRA r8 on query/key/value, full optimizer steps, batch
  * 8 x 256), infer-8m, infer-35m (forward only, batch 1 and 16 at length 400), memory-8m
@@ -14,7 +14,8 @@
  * esmkit's predictor on the same 50 DeepLoc proteins; no PyTorch column), and
  * deeploc-35m, deeploc-150m: inference on real protein lengths (the first 256 proteins of
  * 100..512 residues of data/deeploc-sample.csv, in file order, batches of 16 consecutive
- * ones), with esm.cpp (PyPI esm-cpp) as a third side, fp32 and int8, when
+ * ones for PyTorch; esmkit first sorts each window of 256 by length as its `predict` does,
+ * `--sort-window N`, 0 for file order), with esm.cpp (PyPI esm-cpp) as a third side, fp32 and int8, when
  * `bash bench/setup-esmcpp.sh` has made .venv-esmcpp (`--esmcpp PATH` picks another
  * interpreter). `--only` takes names or prefixes (`--only train,prepare`). With the onnx
  * engine, deeploc-* also run esmkit `--quantize int8` (the int8 row: esmkit int8, esm.cpp
@@ -48,6 +49,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import * as tf from "@tensorflow/tfjs-core";
+import { DEFAULT_SORT_WINDOW, lengthSortedBatches } from "../src/data/length-batches";
 import { SeededRandom } from "../src/util/random";
 import type { BenchEngine, IdsFile, ProteinsFile } from "./esmkit-side";
 import { deeplocProteins } from "./proteins";
@@ -129,6 +131,8 @@ interface Options {
   proteins?: number;
   /** Python of the esm.cpp virtualenv. */
   esmcpp: string;
+  /** deeploc-*: esmkit sorts each window of this many proteins by length (0: file order). */
+  sortWindow: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -149,6 +153,7 @@ function parseOptions(argv: string[]): Options {
       repeats: { type: "string" },
       proteins: { type: "string" },
       esmcpp: { type: "string" },
+      "sort-window": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -156,7 +161,8 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(
       "node build/bench/run.js [--quick] [--only CASE,...] [--threads N,M] [--engine onnx|tfjs]\n" +
         "                        [--out DIR] [--python PATH] [--deeploc CSV] [--backend wasm]\n" +
-        "                        [--repeats R] [--proteins N] [--esmcpp PATH] [--timeout S] [--keep]\n" +
+        "                        [--repeats R] [--proteins N] [--esmcpp PATH] [--sort-window N]\n" +
+        "                        [--timeout S] [--keep]\n" +
         `cases: ${CASE_NAMES.join(", ")}\n`,
     );
     process.exit(0);
@@ -214,6 +220,7 @@ function parseOptions(argv: string[]): Options {
       v.esmcpp ??
       process.env.ESMKIT_BENCH_ESMCPP ??
       path.join(ROOT, ".venv-esmcpp", "bin", "python"),
+    sortWindow: v["sort-window"] ? int("sort-window", v["sort-window"], 0) : DEFAULT_SORT_WINDOW,
   };
 }
 
@@ -804,7 +811,15 @@ async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
     computed += part.length * Math.max(...part);
   }
   const paddingShare = (computed - real) / computed;
+  // esmkit's batches: each window of sortWindow proteins sorted by length, as predict does.
+  const sortWindow = ctx.o.sortWindow;
+  const oursComputed = lengthSortedBatches(lengths, {
+    batchSize: s.batch,
+    window: Math.max(1, sortWindow),
+  }).reduce((sum, idx) => sum + idx.length * Math.max(...idx.map((i) => lengths[i]!)), 0);
+  const oursPadding = (oursComputed - real) / oursComputed;
   const params = { modelDir: m.modelDir, proteins, warmup: s.warmup, repeats: s.repeats };
+  const oursParams = { ...params, sortWindow };
   const hiddenOut = path.join(ctx.work.dir, `esmcpp-hidden-${arch}`);
   const ours = new Map<number, Result>();
   const ours8 = new Map<number, Result>();
@@ -815,12 +830,12 @@ async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
       ours8.set(threads, notRun(ctx.o, threads));
     } else {
       progress(`esmkit ${name} ${s.proteins} proteins ${threads} thr`);
-      ours.set(threads, await esmkit("inferVar", { ...params, threads }, ctx.o, ctx.log));
+      ours.set(threads, await esmkit("inferVar", { ...oursParams, threads }, ctx.o, ctx.log));
       if (ctx.o.engine === "onnx") {
         progress(`esmkit ${name} ${s.proteins} proteins ${threads} thr int8`);
         ours8.set(
           threads,
-          await esmkit("inferVar", { ...params, threads, quantize: "int8" }, ctx.o, ctx.log),
+          await esmkit("inferVar", { ...oursParams, threads, quantize: "int8" }, ctx.o, ctx.log),
         );
       } else ours8.set(threads, { error: "not run: int8 needs the onnx engine" });
     }
@@ -878,7 +893,9 @@ async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
     );
     const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
     const common = [
-      `batches of ${s.batch} in file order, padding ${pct(paddingShare)} of the tokens esmkit and PyTorch compute (${computed} computed, ${real} real); esm.cpp packs`,
+      sortWindow > 1
+        ? `batches of ${s.batch}: PyTorch in file order, padding ${pct(paddingShare)} of the tokens it computes (${computed} computed, ${real} real); esmkit sorts each window of ${sortWindow} proteins by length first, as its predict does (--sort-window ${sortWindow}), padding ${pct(oursPadding)} (${oursComputed} computed); esm.cpp packs`
+        : `batches of ${s.batch} in file order (--sort-window 0), padding ${pct(paddingShare)} of the tokens esmkit and PyTorch compute (${computed} computed, ${real} real); esm.cpp packs`,
       ...parity,
       ...(cpu.length ? [`esm.cpp cores busy per wall second: ${cpu.join("; ")}`] : []),
       ...(errors ? [errors] : []),
@@ -888,11 +905,14 @@ async function deeplocCase(ctx: Ctx, name: "deeploc-35m" | "deeploc-150m") {
       case: name,
       description:
         `forward only, ${arch}, the first ${s.proteins} proteins of 100..512 residues of data/deeploc-sample.csv in file order, ` +
-        `batches of ${s.batch}; esmkit (engine ${ctx.o.engine}) and PyTorch pad each batch to its longest member, esm.cpp ${String(peers.get(ctx.o.threads[0]!)?.version ?? "")} packs it (forward_scheduled); ` +
+        `batches of ${s.batch}; esmkit (engine ${ctx.o.engine}; ${sortWindow > 1 ? `each window of ${sortWindow} sorted by length first, as predict does` : "file order"}) and PyTorch (file order) pad each batch to its longest member, esm.cpp ${String(peers.get(ctx.o.threads[0]!)?.version ?? "")} packs it (forward_scheduled); ` +
         "throughput = proteins / median pass over all of them; the int8 row: esmkit --quantize int8 (DynamicQuantizeMatMul, per-channel int8 weights) and esm.cpp's W8A8 (quantize_weights), against PyTorch fp32",
       paddingShare,
       computedTokens: computed,
       realTokens: real,
+      sortWindow,
+      esmkitPaddingShare: oursPadding,
+      esmkitComputedTokens: oursComputed,
       esmkit: byThreads(ours),
       esmkitInt8: byThreads(ours8),
       torch: byThreads(new Map(ctx.o.threads.map((t) => [t, torch.get(t)!.get(name)]))),

@@ -2,12 +2,14 @@ import { once } from "node:events";
 import { constants, createWriteStream, type WriteStream } from "node:fs";
 import { access, rename, rm, stat } from "node:fs/promises";
 import * as path from "node:path";
-import { readCsv } from "../data/csv";
 import { DEFAULT_SORT_WINDOW, inInputOrder, lengthSortedBatches } from "../data/length-batches";
+import {
+  type RecordSourceOptions,
+  readSequenceRecords,
+  type SequenceRecord,
+} from "../embed/records";
 import { ConfigError, DataError } from "../errors";
-import { openRead, readText } from "../io/storage";
 import { QUANTIZE_CHOICES } from "../onnx/select";
-import { parseFasta, quoteId } from "../serve/fasta";
 import { DEFAULT_THRESHOLD, type TaskPrediction, toPrediction } from "../serve/prediction";
 import { loadPredictor, type Predictor } from "../serve/predictor";
 import { normaliseSequence, TOO_LONG_POLICIES, type TooLongPolicy } from "../serve/sequences";
@@ -15,79 +17,26 @@ import { flag } from "../util/flags";
 import { ownedTemporary, removeDeadTemporariesOf, trackTemporary } from "../util/temporaries";
 import { defineCommand } from "./command";
 
-interface InputRecord {
-  id: string;
-  raw: string;
-  where: string;
-}
-
 /** CSV cell: quoted when it holds a separator, a quote or a line break. */
 function csvCell(v: string): string {
   return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
 }
 
-function findColumn(header: string[], name: string): number {
-  const exact = header.indexOf(name);
-  if (exact >= 0) return exact;
-  return header.findIndex((h) => h.trim().toLowerCase() === name.toLowerCase());
-}
-
-async function* csvRecords(
-  location: string,
-  idColumn: string | undefined,
-  sequenceColumn: string,
-): AsyncGenerator<InputRecord> {
-  const input = await openRead(location);
-  let header: string[] | undefined;
-  let idIdx = -1;
-  let seqIdx = -1;
-  let row = 0;
-  for await (const rec of readCsv(input.stream, { name: input.displayName })) {
-    if (!header) {
-      header = rec.fields;
-      const found = header.map((h) => JSON.stringify(h)).join(", ");
-      seqIdx = findColumn(header, sequenceColumn);
-      if (seqIdx < 0) {
-        throw new DataError(
-          `${input.displayName}: no column "${sequenceColumn}" (--sequence-column); found: ${found}`,
-          { column: sequenceColumn },
-        );
-      }
-      idIdx = findColumn(header, idColumn ?? "id");
-      if (idIdx < 0 && idColumn !== undefined) {
-        throw new DataError(
-          `${input.displayName}: no column "${idColumn}" (--id-column); found: ${found}`,
-          { column: idColumn },
-        );
-      }
-      continue;
-    }
-    row++;
-    const id = idIdx >= 0 ? (rec.fields[idIdx] ?? "") : String(row);
-    yield {
-      id,
-      raw: rec.fields[seqIdx] ?? "",
-      where: `${input.displayName} line ${rec.line} (id ${quoteId(id)})`,
-    };
+/** The records of a FASTA or CSV file (embed's reader: streamed, a cut-off last row refused). */
+async function* fileRecords(options: RecordSourceOptions): AsyncGenerator<SequenceRecord> {
+  let n = 0;
+  for await (const r of readSequenceRecords(options)) {
+    n++;
+    yield r;
   }
-  if (!header) throw new DataError(`${input.displayName} is empty`, {});
-}
-
-async function* fastaRecords(location: string): AsyncGenerator<InputRecord> {
-  const records = parseFasta(await readText(location), { source: location });
-  if (records.length === 0) throw new DataError(`${location}: no FASTA records`, {});
-  for (const r of records) {
-    yield {
-      id: r.id,
-      raw: r.sequence,
-      where: `${location} record ${quoteId(r.id)} (line ${r.line})`,
-    };
+  if (n === 0 && options.fasta !== undefined) {
+    throw new DataError(`${options.fasta}: no FASTA records`, {});
   }
 }
 
-async function* sequenceRecords(sequences: string[]): AsyncGenerator<InputRecord> {
+async function* sequenceRecords(sequences: string[]): AsyncGenerator<SequenceRecord> {
   for (let i = 0; i < sequences.length; i++) {
-    yield { id: `seq${i + 1}`, raw: sequences[i]!, where: `--sequence #${i + 1}` };
+    yield { id: `seq${i + 1}`, sequence: sequences[i]!, where: `--sequence #${i + 1}` };
   }
 }
 
@@ -212,7 +161,7 @@ function limiter(n: number): <T>(f: () => Promise<T>) => Promise<T> {
  */
 async function predictAll(
   predictor: Predictor,
-  records: AsyncIterable<InputRecord>,
+  records: AsyncIterable<SequenceRecord>,
   output: Output,
   options: PredictRunOptions,
 ): Promise<{ rows: number; truncated: number }> {
@@ -224,9 +173,9 @@ async function predictAll(
   let truncated = 0;
   const window = Math.max(DEFAULT_SORT_WINDOW, options.batchSize);
   const limit = limiter(Math.max(1, predictor.concurrency ?? 1));
-  const runWindow = async (records: InputRecord[]): Promise<string> => {
+  const runWindow = async (records: SequenceRecord[]): Promise<string> => {
     const seqs = records.map((r) =>
-      normaliseSequence(r.raw, {
+      normaliseSequence(r.sequence, {
         maxLength: predictor.maxLength,
         tooLong: options.tooLong,
         where: r.where,
@@ -254,7 +203,7 @@ async function predictAll(
     rows += records.length;
     return `${lines.join("\n")}\n`;
   };
-  let pending: InputRecord[] = [];
+  let pending: SequenceRecord[] = [];
   // At most two windows in flight: the one being finished and the next.
   const inFlight: Promise<string>[] = [];
   const flush = async () => {
@@ -342,9 +291,11 @@ models: rows hold "values": {target: value, ...} (CSV: value_<target> columns).`
     );
     const records = v.sequence
       ? sequenceRecords(v.sequence)
-      : v.fasta
-        ? fastaRecords(v.fasta)
-        : csvRecords(v.csv!, v["id-column"], v["sequence-column"]);
+      : fileRecords(
+          v.fasta
+            ? { fasta: v.fasta }
+            : { csv: v.csv!, idColumn: v["id-column"], sequenceColumn: v["sequence-column"] },
+        );
     const output = openOutput(v.out);
     let result: { rows: number; truncated: number };
     try {

@@ -21,7 +21,7 @@ import * as path from "node:path";
 import { ensureBackend } from "../backend";
 import { ConfigError, StorageError, TokenizerError } from "../errors";
 import { openOutputDir } from "../io/storage";
-import { ADAPTER_CONFIG, loadAdapter, readAdapterConfig } from "../lora/adapter-io";
+import { isAdapterDir, loadMergedAdapter } from "../lora/merged";
 import { esmConfigJsonText } from "../model/config";
 import type { Esm2Model } from "../model/esm2";
 import { hubDownload, isRepoId } from "../model/hub";
@@ -103,10 +103,6 @@ function checkChoice<T extends string>(name: string, value: string, choices: rea
   return value as T;
 }
 
-function isAdapterDir(dir: string): boolean {
-  return existsSync(path.join(dir, ADAPTER_CONFIG)) && !existsSync(path.join(dir, "config.json"));
-}
-
 /** The model with any adapter merged, the base it came from, and where to look for a tokenizer. */
 async function loadForExport(
   options: ExportOptions,
@@ -123,21 +119,11 @@ async function loadForExport(
   if (!isAdapterDir(dir)) {
     return { model: await fromPretrained(dir, { onWarning: warn }), tokenizerPlaces: [dir] };
   }
-  const { baseModel } = readAdapterConfig(dir);
-  const base = options.base ?? baseModel;
-  if (!base) {
-    throw new ConfigError(
-      `${dir} holds an adapter without base_model_name_or_path; pass the base model (--base DIR|HUB_ID)`,
-      { model: dir },
-    );
-  }
-  const model = await fromPretrained(base, { onWarning: warn });
-  try {
-    loadAdapter(model, dir).merge();
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
+  const { model, base } = await loadMergedAdapter(dir, {
+    base: options.base,
+    howToPass: "pass the base model (--base DIR|HUB_ID)",
+    onWarning: warn,
+  });
   return { model, tokenizerPlaces: [dir, base] };
 }
 

@@ -24,3 +24,9 @@ export {
   type TargetReport,
   targetReport,
 } from "./lora";
+export {
+  adapterBase,
+  isAdapterDir,
+  loadMergedAdapter,
+  type MergedAdapterOptions,
+} from "./merged";

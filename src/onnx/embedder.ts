@@ -19,12 +19,12 @@
  * widths come from `planPasses` (src/engine/passes.ts), which also bounds the shapes
  * onnxruntime sees (and so its memory arena).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import * as path from "node:path";
 import { ensureBackend } from "../backend";
 import { planPasses } from "../engine/passes";
 import { ConfigError } from "../errors";
-import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
+import { isAdapterDir, loadMergedAdapter } from "../lora/merged";
 import type { Esm2Model } from "../model/esm2";
 import { fromPretrained } from "../model/pretrained";
 import { OnnxEsmEngine } from "../onnx/engine";
@@ -59,7 +59,8 @@ export interface ProteinEmbedding {
 }
 
 export interface Embedder {
-  readonly model: Esm2Model;
+  /** The TensorFlow.js model, when the embedder was made on one (not on an engine alone). */
+  readonly model?: Esm2Model;
   readonly tokenizer: EsmTokenizer;
   readonly hiddenSize: number;
   /** Encoder layers: hidden states are numbered 0..numLayers. */
@@ -122,9 +123,13 @@ export function resolveEmbedSettings(
   return { pooling, layer, perResidue: settings.perResidue ?? false, batchSize };
 }
 
-/** An Embedder over a model already in memory (e.g. just fine-tuned in a notebook). */
+/**
+ * An Embedder over a model already in memory (e.g. just fine-tuned in a notebook), or
+ * over an onnx engine (shared, not disposed here; e.g. a predictor's, which holds the
+ * only copy of the weights).
+ */
 export function createEmbedder(
-  model: Esm2Model,
+  source: Esm2Model | OnnxEsmEngine,
   options: {
     tokenizer?: EsmTokenizer;
     maxLength?: number;
@@ -139,19 +144,22 @@ export function createEmbedder(
   if (!Number.isInteger(maxLength) || maxLength < 3) {
     throw new ConfigError(`maxLength must be an integer >= 3, got ${maxLength}`, { maxLength });
   }
-  const shared = options.engine;
-  if (shared && shared.model !== model) throw new Error("the engine given runs another model");
-  const engine = shared ?? new OnnxEsmEngine(model, { threads: resolveThreads(options.threads) });
-  const H = model.config.hiddenSize;
-  const numLayers = model.config.numHiddenLayers;
+  const model = source instanceof OnnxEsmEngine ? source.model : source;
+  const shared = source instanceof OnnxEsmEngine ? source : options.engine;
+  if (shared && model && shared.model !== model) {
+    throw new Error("the engine given runs another model");
+  }
+  const engine = shared ?? new OnnxEsmEngine(model!, { threads: resolveThreads(options.threads) });
+  const H = engine.config.hiddenSize;
+  const numLayers = engine.config.numHiddenLayers;
   const resolve = (settings: EmbedSettings = {}) => resolveEmbedSettings(settings, numLayers);
   return {
-    model,
+    ...(model ? { model } : {}),
     tokenizer,
     hiddenSize: H,
     numLayers,
     maxLength,
-    source: options.source ?? model.nameOrPath ?? "(in memory)",
+    source: options.source ?? model?.nameOrPath ?? "(in memory)",
     resolve,
     embed(sequences, settings = {}) {
       const s = resolve(settings);
@@ -221,10 +229,6 @@ function pool(
   return residues ? { embedding, residues } : { embedding };
 }
 
-function isAdapterDir(dir: string): boolean {
-  return existsSync(path.join(dir, ADAPTER_CONFIG)) && !existsSync(path.join(dir, "config.json"));
-}
-
 /**
  * Load a model for embeddings: a Hub id, a model directory, or a PEFT adapter directory
  * (merged onto its base). A checkpoint without a classifier (the Hub's masked-LM ones)
@@ -245,22 +249,9 @@ export async function loadEmbedder(
   let esm: Esm2Model;
   let tokenizerDir: string | undefined = model;
   if (existsSync(model) && isAdapterDir(model)) {
-    const cfg = JSON.parse(readFileSync(path.join(model, ADAPTER_CONFIG), "utf8"));
-    const base = options.base ?? cfg.base_model_name_or_path;
-    if (typeof base !== "string" || base === "") {
-      throw new ConfigError(
-        `${model} holds an adapter without base_model_name_or_path; pass the base model`,
-        { model },
-      );
-    }
-    esm = await fromPretrained(base, { onWarning: quietWarn });
-    try {
-      loadAdapter(esm, model).merge();
-    } catch (e) {
-      esm.dispose();
-      throw e;
-    }
-    if (!existsSync(path.join(model, "vocab.txt"))) tokenizerDir = base;
+    const merged = await loadMergedAdapter(model, { base: options.base, onWarning: quietWarn });
+    esm = merged.model;
+    if (!existsSync(path.join(model, "vocab.txt"))) tokenizerDir = merged.base;
   } else {
     esm = await fromPretrained(model, { onWarning: quietWarn });
   }

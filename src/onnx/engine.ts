@@ -15,8 +15,10 @@
  * quantized on the fly, forward and backward; LoRA, the classifier, LayerNorms and
  * embeddings stay float32, and so do the model's own weights (adapters and saved models
  * are unchanged). The codes are baked into the forward and training graphs as
- * initializers, so onnxruntime pre-packs them once; the per-layer graphs of a
- * checkpointed step, shared by every layer, take them as inputs.
+ * initializers, so onnxruntime pre-packs them once; they reach onnxruntime through an
+ * external data file written one tensor at a time (session-files.ts), never as one
+ * buffer. The per-layer graphs of a checkpointed step, shared by every layer, take them
+ * as inputs.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import {
@@ -64,6 +66,7 @@ import {
   OrtSession,
   type OrtTensor,
 } from "./runtime";
+import { SessionFiles } from "./session-files";
 import { LOSS_KINDS, targetsOf, taskLossFeeds } from "./task-feeds";
 import { type EngineWeights, modelWeights } from "./weights";
 
@@ -451,11 +454,17 @@ export class OnnxEsmEngine implements EsmEngine {
       s = undefined;
     }
     if (!s) {
-      s = new OrtSession(build(), { threads: this.threads });
+      try {
+        const bytes = build();
+        // Baked int8 codes are in an external data file (bakeInt8): load the model from
+        // a file beside it; onnxruntime keeps what it needs once the session is made.
+        const file = this.bakeFiles?.model(bytes);
+        s = new OrtSession(file ?? bytes, { threads: this.threads });
+      } finally {
+        this.bakeFiles?.remove();
+        this.bakeFiles = undefined;
+      }
       this.sessions.set(key, s);
-      // onnxruntime holds the baked int8 weights now; the JavaScript copies can go (the
-      // per-layer graphs of a checkpointed step quantize again what they need).
-      if (this.baked.has(key)) this.int8.clear();
     }
     return s;
   }
@@ -625,32 +634,59 @@ export class OnnxEsmEngine implements EsmEngine {
 
   /** The int8 form of a frozen Linear, quantized from its current float weight. */
   private int8Of(module: string): Int8Entry {
-    const key = `${module}.weight`;
-    const source = this.weights.version(key);
-    if (!source) throw new Error(`The graph needs ${key}, which the model does not hold`);
+    const source = this.weights.version(`${module}.weight`);
     const hit = this.int8.get(module);
     if (hit && hit.source === source) return hit;
-    const [inF, outF] = this.shapeOf(key) as [number, number]; // [in, out]
-    const q = quantizeInt8(this.weights.read(key), inF, outF, {
-      reduceRange: this.int8Range.reduceRange,
-    });
-    const entry: Int8Entry = { source, q, tensors: new Map() };
+    const entry: Int8Entry = {
+      source: source!,
+      q: this.quantizeModule(module),
+      tensors: new Map(),
+    };
     this.int8.set(module, entry);
     return entry;
   }
 
+  /** A frozen Linear's current float weight, quantized (not kept). */
+  private quantizeModule(module: string): Int8Weight {
+    const key = `${module}.weight`;
+    if (!this.weights.version(key)) {
+      throw new Error(`The graph needs ${key}, which the model does not hold`);
+    }
+    const [inF, outF] = this.shapeOf(key) as [number, number]; // [in, out]
+    return quantizeInt8(this.weights.read(key), inF, outF, {
+      reduceRange: this.int8Range.reduceRange,
+    });
+  }
+
+  /** The external data file of the session being built, when it bakes int8 weights. */
+  private bakeFiles: SessionFiles | undefined;
+
   /**
    * Makes the int8 inputs of `plan`'s modules initializers of the graph being built under
    * `key` (onnxruntime pre-packs them once), and remembers which weights they came from.
+   * The codes go to an external data file as each module is quantized (one module's
+   * float weight and codes in JavaScript memory at a time); the scales stay inline.
    */
   private bakeInt8(key: string, g: GraphBuilder, plan: GraphPlan): void {
     if (this.quantize !== "int8") return;
     this.baked.set(key, { plan, stamp: this.int8Stamp(plan) });
+    const files = new SessionFiles();
+    this.bakeFiles = files;
+    // The graph asks for a module's codes, then its scales: quantize once for both.
+    let last: { module: string; q: Int8Weight } | undefined;
+    const quantized = (module: string) => {
+      if (last?.module !== module) last = { module, q: this.quantizeModule(module) };
+      return last.q;
+    };
+    const bytes = (t: Int8Array | Float32Array) =>
+      new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
     g.bindInputs((name) => {
       const int8 = int8Input(name);
       if (!int8 || !plan.modules.get(int8.module)?.int8) return undefined;
-      const t = this.weight(name, new Set()).data as Int8Array | Float32Array;
-      return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
+      const q = quantized(int8.module);
+      if (int8.part === "scale") return bytes(q.scales);
+      const codes = int8.part === "codes" ? q.values : transposeInt8(q.values, q.rows, q.cols);
+      return files.append(bytes(codes));
     });
   }
 

@@ -6,6 +6,7 @@ import {
   type AttrValue,
   type Dim,
   type DTypeName,
+  type ExternalRef,
   encodeModel,
   type GraphDef,
   type ModelDef,
@@ -34,12 +35,15 @@ export function floatAttr(value: number): { floats: number[] } & { single: true 
   return { floats: [value], single: true };
 }
 
-/** The value of a bound input (see `bindInputs`), or undefined to keep it an input. */
+/**
+ * The value of a bound input (see `bindInputs`): its bytes, or where the caller wrote
+ * them in an external data file; undefined keeps it an input.
+ */
 export type InputBinding = (
   name: string,
   dtype: DTypeName,
   shape: readonly Dim[],
-) => Uint8Array | undefined;
+) => Uint8Array | ExternalRef | undefined;
 
 export class GraphBuilder {
   private readonly nodes: NodeDef[] = [];
@@ -79,7 +83,12 @@ export class GraphBuilder {
         if (!shape.every((d) => typeof d === "number")) {
           throw new Error(`Input ${name} has a symbolic shape [${shape}]; it cannot be bound`);
         }
-        this.initializers.push({ name, dtype, dims: shape as number[], raw });
+        const dims = shape as number[];
+        this.initializers.push(
+          raw instanceof Uint8Array
+            ? { name, dtype, dims, raw }
+            : { name, dtype, dims, raw: new Uint8Array(0), external: raw },
+        );
       } else {
         this.inputs.push({ name, dtype, shape });
       }

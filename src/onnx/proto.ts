@@ -81,8 +81,10 @@ export interface TensorInit {
   name: string;
   dtype: DTypeName;
   dims: readonly number[];
-  /** Little-endian element bytes. */
+  /** Little-endian element bytes (empty when `external` says where they are). */
   raw: Uint8Array;
+  /** Bytes already written to an external data file by the caller (see ExternalRef). */
+  external?: ExternalRef;
 }
 
 export type AttrValue =
@@ -133,14 +135,18 @@ export interface ModelDef {
   extraOpsets?: Record<string, number>;
 }
 
-/** Where a tensor's bytes sit in an external data file (TensorProto.external_data). */
-interface ExternalRef {
+/**
+ * Where a tensor's bytes sit in an external data file (TensorProto.external_data):
+ * `location` relative to the model file's folder, `offset` and `length` in bytes.
+ */
+export interface ExternalRef {
   location: string;
   offset: number;
   length: number;
 }
 
-function writeTensor(w: Writer, t: TensorInit, external?: ExternalRef): void {
+function writeTensor(w: Writer, t: TensorInit, refOverride?: ExternalRef): void {
+  const external = refOverride ?? t.external;
   for (const d of t.dims) w.int(1, d);
   w.int(2, DType[t.dtype]);
   w.string(8, t.name);
@@ -267,7 +273,7 @@ export function encodeModelWithExternalData(
   const chunks: { offset: number; data: Uint8Array }[] = [];
   let end = 0;
   for (const t of m.initializers) {
-    if (t.raw.length < minBytes) continue;
+    if (t.external || t.raw.length < minBytes) continue;
     const offset = Math.ceil(end / align) * align;
     refs.set(t, { location: options.location, offset, length: t.raw.length });
     chunks.push({ offset, data: t.raw });

@@ -17,6 +17,7 @@ export interface OrtTensor {
 
 interface NativeSession {
   loadModel(buffer: ArrayBuffer, offset: number, length: number, options: object): void;
+  loadModel(modelPath: string, options: object): void;
   run(
     feeds: Record<string, OrtTensor>,
     fetches: Record<string, null>,
@@ -88,16 +89,19 @@ export interface SessionOptions {
   threads?: number;
 }
 
-/** A loaded graph, run synchronously. */
+/**
+ * A loaded graph, run synchronously: from model bytes, or from a model file (whose
+ * external data, relative to it, onnxruntime maps; see session-files.ts).
+ */
 export class OrtSession {
   private readonly native: NativeSession;
   readonly inputNames: string[];
   readonly outputNames: string[];
 
-  constructor(model: Uint8Array, options: SessionOptions = {}) {
+  constructor(model: Uint8Array | string, options: SessionOptions = {}) {
     const ort = requireOrt();
     this.native = new ort.binding.InferenceSession();
-    this.native.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, {
+    const settings = {
       intraOpNumThreads: options.threads ?? 1,
       interOpNumThreads: 1,
       executionMode: "sequential",
@@ -114,7 +118,16 @@ export class OrtSession {
       ...(process.env.ESMKIT_ORT_PROFILE
         ? { enableProfiling: true, profileFilePrefix: process.env.ESMKIT_ORT_PROFILE }
         : {}),
-    });
+    };
+    if (typeof model === "string") this.native.loadModel(model, settings);
+    else {
+      this.native.loadModel(
+        model.buffer as ArrayBuffer,
+        model.byteOffset,
+        model.byteLength,
+        settings,
+      );
+    }
     this.inputNames = this.native.inputMetadata.map((m) => m.name);
     this.outputNames = this.native.outputMetadata.map((m) => m.name);
   }

@@ -4,14 +4,13 @@
  * directory, or `adapter` given, a PEFT LoRA adapter is loaded onto the base named in
  * it (or `base`) and merged for speed.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import * as path from "node:path";
 import { ensureBackend } from "../backend";
 import { inInputOrder } from "../data/length-batches";
 import type { EngineChoice, EngineName, EsmEngine } from "../engine/engine";
 import { planPasses } from "../engine/passes";
-import { ConfigError } from "../errors";
-import { ADAPTER_CONFIG, loadAdapter } from "../lora/adapter-io";
+import { isAdapterDir, loadMergedAdapter } from "../lora/merged";
 import type { EsmConfig } from "../model/config";
 import type { Esm2Model } from "../model/esm2";
 import { fromPretrained, openPretrained } from "../model/pretrained";
@@ -103,26 +102,14 @@ export async function loadEsmPredictor(
   const decision = resolveEngine(engineChoice, backend.name, quantize);
   checkQuantizeEngine(quantize, decision);
   const warn = options.onWarning ?? ((m: string) => process.stderr.write(`${m}\n`));
-  const isAdapter =
-    existsSync(path.join(dir, ADAPTER_CONFIG)) && !existsSync(path.join(dir, "config.json"));
   // The onnx engine on a full checkpoint reads the weights itself, tensor by tensor: no
   // TensorFlow.js model, so the weights are held once (onnxruntime's inputs, or its int8
   // initializers). An adapter is merged into its base by the tfjs model first.
   let model: Esm2Model | undefined;
   let engine: EsmEngine;
   let config: EsmConfig;
-  if (isAdapter) {
-    const cfg = JSON.parse(readFileSync(path.join(dir, ADAPTER_CONFIG), "utf8"));
-    const base = options.base ?? cfg.base_model_name_or_path;
-    if (typeof base !== "string" || base === "") {
-      throw new ConfigError(
-        `${dir} holds an adapter without base_model_name_or_path; pass the base model`,
-        { dir },
-      );
-    }
-    model = await fromPretrained(base, { onWarning: warn });
-    const lora = loadAdapter(model, dir);
-    lora.merge();
+  if (isAdapterDir(dir)) {
+    model = (await loadMergedAdapter(dir, { base: options.base, onWarning: warn })).model;
     engine = createEngine(decision.name, model, { threads, quantize });
     config = model.config;
   } else if (decision.name === "onnx") {
@@ -156,9 +143,9 @@ export async function loadEsmPredictor(
       : problemType === "multi_label_classification"
         ? { labels, probabilities: Array.from(row, sigmoid) }
         : { labels, probabilities: softmax(row) };
-  // Embeddings share the onnx engine (made here when the tfjs engine classifies).
+  // Embeddings come from a float32 onnx engine: the predictor's own when it is one, else
+  // one made here (on the tfjs model when there is one, else on the checkpoint's weights).
   let embedder: Embedder | undefined;
-  let embedModel: Esm2Model | undefined;
   let embedEngine: OnnxEsmEngine | undefined;
   return {
     ...(model ? { model } : {}),
@@ -195,15 +182,20 @@ export async function loadEsmPredictor(
     numLayers: config.numHiddenLayers,
     async embed(sequences: string[], request: EmbeddingRequest): Promise<Float32Array[]> {
       if (!embedder) {
-        // The embedder runs on a tfjs model; the onnx predictor of a full checkpoint has
-        // none, so one is loaded for embeddings (a second copy of the weights, only then).
-        if (!model && !embedModel) embedModel = await fromPretrained(dir, { onWarning: warn });
-        const m = (model ?? embedModel)!;
+        // With --quantize int8 the classifier runs on int8 codes; embeddings stay float32
+        // (a second, float32 copy of the encoder, made only when embeddings are asked for).
         embedEngine =
-          engine instanceof OnnxEsmEngine && engine.model === m
+          engine instanceof OnnxEsmEngine && engine.quantize === "none"
             ? engine
-            : new OnnxEsmEngine(m, { threads });
-        embedder = createEmbedder(m, { tokenizer, maxLength, engine: embedEngine });
+            : model
+              ? new OnnxEsmEngine(model, { threads })
+              : new OnnxEsmEngine(
+                  checkpointWeights(await openPretrained(dir, { onWarning: warn })),
+                  {
+                    threads,
+                  },
+                );
+        embedder = createEmbedder(embedEngine, { tokenizer, maxLength });
       }
       return embedder.embed(sequences, request).map((e) => e.embedding);
     },
@@ -214,7 +206,6 @@ export async function loadEsmPredictor(
       engine.dispose();
       if (embedEngine !== engine) embedEngine?.dispose();
       model?.dispose();
-      embedModel?.dispose();
     },
   };
 }

@@ -9,12 +9,12 @@
  * cores itself), it stays the only one, so the weights are held once. Otherwise (the
  * tfjs engine: one thread per instance on wasm) the others start then, up to min(2, cores).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import { ConfigError, EsmKitError } from "../errors";
-import { ADAPTER_CONFIG } from "../lora/adapter-io";
+import { adapterBase, isAdapterDir } from "../lora/merged";
 import { isRepoId } from "../model/hub";
 import { resolveCheckpoint } from "../model/pretrained";
 import type { ProblemType } from "../util/task";
@@ -64,16 +64,14 @@ interface Slot {
  */
 async function prefetchHubModel(dir: string, base: string | undefined): Promise<void> {
   let id = dir;
-  if (existsSync(path.join(dir, ADAPTER_CONFIG)) && !existsSync(path.join(dir, "config.json"))) {
+  if (isAdapterDir(dir)) {
     try {
-      id =
-        base ??
-        JSON.parse(readFileSync(path.join(dir, ADAPTER_CONFIG), "utf8")).base_model_name_or_path;
+      id = adapterBase(dir, base);
     } catch {
-      return; // a broken adapter_config.json: the worker reports it
+      return; // a broken or base-less adapter_config.json: the worker reports it
     }
   }
-  if (typeof id === "string" && !existsSync(id) && isRepoId(id)) await resolveCheckpoint(id);
+  if (!existsSync(id) && isRepoId(id)) await resolveCheckpoint(id);
 }
 
 export async function loadWorkerPredictor(

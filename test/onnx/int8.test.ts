@@ -14,6 +14,9 @@
  * 0.3 %.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { before, test } from "node:test";
 import { ensureBackend } from "../../src/backend";
@@ -23,6 +26,7 @@ import { fromPretrained } from "../../src/model/pretrained";
 import { OnnxEsmEngine } from "../../src/onnx";
 import type { OrtSession } from "../../src/onnx/runtime";
 import { createEngine } from "../../src/onnx/select";
+import { SessionFiles } from "../../src/onnx/session-files";
 import { loadEsmPredictor } from "../../src/serve/model-predictor";
 import {
   CLASS_WEIGHTS,
@@ -200,6 +204,69 @@ for (const range of RANGES) {
       model.dispose();
     }));
 }
+
+test("int8 codes reach onnxruntime through a data file written module by module, removed once the session is made; a killed process's leftover is removed", async () => {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "esmkit-int8-files-"));
+  // Leftovers: one of a process that no longer runs, one of a live process (our parent).
+  const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]);
+  const deadDir = path.join(tmp, `esmkit-session.tmp-${dead.stdout.toString()}-Ab12Cd`);
+  const liveDir = path.join(tmp, `esmkit-session.tmp-${process.ppid}-Ef34Gh`);
+  mkdirSync(deadDir);
+  mkdirSync(liveDir);
+  const appended: number[] = [];
+  const modelFiles: number[] = [];
+  const proto = SessionFiles.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const { append, model: writeModel } = { append: proto.append!, model: proto.model! };
+  proto.append = function (this: SessionFiles, bytes: unknown) {
+    appended.push((bytes as Uint8Array).length);
+    return append.call(this, bytes);
+  };
+  proto.model = function (this: SessionFiles, bytes: unknown) {
+    const file = writeModel.call(this, bytes) as string;
+    modelFiles.push(statSync(file).size);
+    return file;
+  };
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = tmp;
+  try {
+    const model = await loadTiny();
+    const i8 = new OnnxEsmEngine(model, { quantize: "int8" });
+    const batch = tokenBatch(gradRows());
+    const first = i8.logits(batch);
+    assert.deepEqual(
+      readdirSync(tmp).sort(),
+      [path.basename(liveDir)],
+      "dead leftover and own folder removed",
+    );
+    // One block of int8 codes per encoder Linear ([in, out]: in x out bytes).
+    const c = model.config;
+    const H = c.hiddenSize;
+    const I = c.intermediateSize;
+    const perLayer = [H * H, H * H, H * H, H * H, H * I, I * H].sort((a, b) => a - b);
+    assert.equal(appended.length, 6 * c.numHiddenLayers);
+    for (let i = 0; i < c.numHiddenLayers; i++) {
+      assert.deepEqual(
+        appended.slice(6 * i, 6 * i + 6).sort((a, b) => a - b),
+        perLayer,
+      );
+    }
+    const codeBytes = appended.reduce((a, b) => a + b, 0);
+    assert.equal(modelFiles.length, 1);
+    console.log(
+      `int8 codes: ${codeBytes} bytes in the data file, model file ${modelFiles[0]} bytes`,
+    );
+    // The session needs no file any more: later runs give the same logits.
+    assert.deepEqual(i8.logits(batch), first);
+    i8.dispose();
+    model.dispose();
+  } finally {
+    proto.append = append;
+    proto.model = writeModel;
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
 
 test("int8 refusals: a trained base, an unknown choice, the tfjs engine (predictor and createEngine)", async () => {
   const model = await loadTiny();

@@ -73,6 +73,32 @@ test("JSON in, embeddings out: EsmModel's numbers, lengths and truncation", asyn
   assert.equal((answers[0] as unknown as { label?: string }).label, undefined);
 });
 
+test("the onnx predictor embeds on its own engine (no TensorFlow.js copy of the weights); with int8 the embeddings stay float32", async () => {
+  const tf = await import("@tensorflow/tfjs-core");
+  for (const quantize of ["none", "int8"] as const) {
+    const p = await loadEsmPredictor(MODEL, {
+      maxLength: ref.max_length,
+      threads: 1,
+      engine: "onnx",
+      quantize,
+      onWarning: () => undefined,
+    });
+    assert.equal(p.model, undefined, "the onnx predictor of a full checkpoint has no tfjs model");
+    const tensors = tf.memory().numTensors;
+    const got = await p.embed(SEQS, { pooling: "mean", layer: ref.num_layers });
+    assert.equal(
+      tf.memory().numTensors,
+      tensors,
+      `${quantize}: no tfjs tensors made for embeddings`,
+    );
+    const d = Math.max(
+      ...got.map((e, i) => maxAbsDiff(e, ref.mean[LAST]![i]!, `${quantize} #${i}`)),
+    );
+    assert.ok(d < 1e-4, `${quantize}: embeddings ${d} from EsmModel's`);
+    p.dispose();
+  }
+});
+
 test("FASTA with Accept: application/jsonlines -> one line per protein; JSON Lines carry ids", async () => {
   const { base } = await start({ embeddings: { embed: true } });
   const fasta = ref.sequences.map(([id, s]) => `>${id} x\n${s}\n`).join("");

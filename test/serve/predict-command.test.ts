@@ -148,6 +148,20 @@ test("--csv with named columns -> CSV with a probability column per class", asyn
     (await readdir(dir)).every((f) => !f.startsWith("bad.jsonl")),
     "no output (nor partial file) on failure",
   );
+  // A file cut off mid-row (a copy stopped early) is refused, not read as a short last row.
+  const cut = path.join(dir, "cut.csv");
+  await writeFile(cut, "id,sequence,note\nA,MKT,x\nB,MKTAY");
+  await assert.rejects(
+    predictCommand.run(["--model", "m", "--csv", cut, "--out", path.join(dir, "cut.jsonl")]),
+    (e: unknown) =>
+      e instanceof DataError &&
+      e.message ===
+        `${cut} line 3: the last row has 2 of 3 fields and no line break: the file looks cut off`,
+  );
+  assert.ok(
+    (await readdir(dir)).every((f) => !f.startsWith("cut.jsonl")),
+    "no output (nor partial file) for a cut-off file",
+  );
 });
 
 test("--sequence is repeatable (ids seq1, seq2, ...); usage errors exit 2 or name the bad value", async () => {
