@@ -1527,7 +1527,11 @@ async function main(): Promise<void> {
       esmkitBackend: { name: o.backend, ...wasm },
       versions: versionsOf(versionsRun),
       torchVersionsError: err(versionsRun),
-      sizes,
+      // Paths relative to the repository: results name no machine paths.
+      sizes: {
+        ...sizes,
+        export: { ...sizes.export, proteins: path.relative(ROOT, sizes.export.proteins) },
+      },
       ratio:
         "esmkit / PyTorch at the same thread count (throughput: higher is better; times and memory: lower is better)",
     };

@@ -83,7 +83,9 @@ export async function loadWorkerPredictor(
   if (!Number.isInteger(most) || most < 1) {
     throw new ConfigError(`workers must be an integer >= 1, got ${most}`, { workers: most });
   }
-  const { workers: _, ...rest } = options;
+  // onWarning stays here: functions cannot reach a worker (workerData is cloned).
+  const { workers: _, onWarning, ...rest } = options;
+  const warn = onWarning ?? ((m: string) => process.stderr.write(`${m}\n`));
   // The cores are shared out: each worker's onnxruntime gets its part (ESMKIT_THREADS overrides).
   const optionsFor = (n: number): EsmPredictorOptions => ({
     ...rest,
@@ -139,6 +141,11 @@ export async function loadWorkerPredictor(
     } else {
       const ready = Array.from({ length: explicit }, () => start(optionsFor(explicit)));
       [info] = (await Promise.all(ready)) as [Ready];
+      if (explicit > 1 && info.engineName === "onnx") {
+        warn(
+          `${explicit} workers on the onnx engine: each holds its own copy of the weights (${explicit} copies in memory); one worker already spreads each batch over every core, which is the default (ESMKIT_WORKERS unset)`,
+        );
+      }
     }
   } catch (e) {
     await Promise.all(slots.map((s) => s.worker.terminate()));

@@ -82,9 +82,19 @@ test("worker-thread predictor by default: one worker on the onnx engine (one cop
 });
 
 test("worker-thread predictor: same answers as in-process, /ping stays responsive while it works", async () => {
-  const workers = await loadWorkerPredictor(MODEL, { workers: 2 });
+  const warnings: string[] = [];
+  const workers = await loadWorkerPredictor(MODEL, {
+    workers: 2,
+    onWarning: (m) => warnings.push(m),
+  });
   try {
     assert.equal(workers.concurrency, 2);
+    // Two onnx workers hold two copies of the weights: said once, at start.
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.match(
+      warnings[0]!,
+      /^2 workers on the onnx engine: each holds its own copy of the weights/,
+    );
     assert.deepEqual(workers.labels, predictor.labels);
     const [a, b] = await Promise.all([workers.predict(SEQS), workers.predict(SEQS.slice(1))]);
     const direct = await predictor.predict(SEQS);
