@@ -80,6 +80,22 @@ test("on the wasm backend the model's weights reach the engine as views of its m
   view[0] = old + 1;
   assert.equal(model.namedVariables().get(QUERY)!.dataSync()[0], old + 1);
   view[0] = old;
+  // The engine takes every weight it feeds through a view and copies none.
+  const engine = new OnnxEsmEngine(model);
+  const viewed = new Set<string>();
+  const weights = engine.weights as { view?: (key: string) => Float32Array | undefined };
+  const original = weights.view!;
+  weights.view = (key) => {
+    viewed.add(key);
+    return original(key);
+  };
+  (engine.weights as { read: (key: string) => Float32Array }).read = (key) => {
+    throw new Error(`copied ${key}`);
+  };
+  const logits = engine.logits(tokenBatch(makeRows([9, 5], 9, [0, 1], 3)));
+  assert.equal(logits.length, 2 * model.config.numLabels);
+  assert.ok(viewed.has(QUERY) && viewed.size > 10, `${viewed.size} weights viewed`);
+  engine.dispose();
   model.dispose();
 });
 
