@@ -121,7 +121,10 @@ def run(p: dict) -> dict:
         "batch": b,
         "realTokens": real_tokens,
     }
-    for mode in ("fp32", "int8"):
+    modes = list(p.get("modes", ["fp32", "int8"]))
+    if modes not in (["fp32", "int8"], ["int8"]):
+        raise ValueError(f"modes: expected [fp32, int8] or [int8], got {modes}")
+    for mode in modes:
         if mode == "int8":
             model.quantize_weights()
         if p.get("hiddenOut") and int(p.get("parity", 0)) > 0:

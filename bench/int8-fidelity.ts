@@ -11,6 +11,11 @@
  *
  *   node build/bench/int8-fidelity.js [--archs 8m,35m] [--limit-train 8m:1024,35m:512]
  *        [--max-length 512] [--threads 2] [--input CSV] [--json FILE] [--md FILE]
+ *        [--trained 35m=RUN_DIR,...]
+ *
+ * `--trained ARCH=RUN_DIR` takes the float32 run of an earlier `esmkit train` (its
+ * `model/`, `history.jsonl`, `metrics.json`) instead of training: both engines predict
+ * the test split with it and only its loss curve is reported (no int8 training run).
  *
  * Offline, the Hub models are not reachable and both architectures start from random
  * weights (seed 42), as `esmkit train --random-if-unavailable` does. Random-init models
@@ -66,8 +71,19 @@ async function main(): Promise<void> {
       json: { type: "string" },
       md: { type: "string" },
       input: { type: "string", default: path.join(ROOT, "data", "deeploc-sample.csv") },
+      trained: { type: "string", default: "" },
     },
   });
+  const trainedRuns = Object.fromEntries(
+    v
+      .trained!.split(",")
+      .filter((p) => p !== "")
+      .map((p) => {
+        const at = p.indexOf("=");
+        if (at < 1) throw new Error(`--trained: expected ARCH=RUN_DIR, got "${p}"`);
+        return [p.slice(0, at), path.resolve(p.slice(at + 1))];
+      }),
+  );
   await selectBackend({ backend: "wasm" });
   const threads = Number(v.threads);
   const maxLength = Number(v["max-length"]);
@@ -91,7 +107,12 @@ async function main(): Promise<void> {
       if (!hub) throw new Error(`--archs: unknown ${arch}; expected ${Object.keys(HUB)}`);
       const limitTrain = limits[arch] ?? 256;
       const runs: Record<string, { dir: string; seconds: number; random: boolean }> = {};
-      for (const quantize of ["none", "int8"] as const) {
+      const trained = trainedRuns[arch];
+      if (trained) {
+        const metrics = JSON.parse(readFileSync(path.join(trained, "metrics.json"), "utf8"));
+        runs.none = { dir: trained, seconds: Number.NaN, random: metrics.randomWeights === true };
+      }
+      for (const quantize of trained ? [] : (["none", "int8"] as const)) {
         const dir = path.join(work, `${arch}-${quantize}`);
         process.stderr.write(
           `${arch}: training on the ${quantize} base (${limitTrain} proteins)\n`,
@@ -154,15 +175,20 @@ async function main(): Promise<void> {
       });
       const sorted = [...deltas].sort((x, y) => x - y);
       const c32 = stepLosses(runs.none!.dir);
-      const c8 = stepLosses(runs.int8!.dir);
+      const c8 = runs.int8 ? stepLosses(runs.int8.dir) : [];
       const paired = c32.map((s, i) => Math.abs(s.loss - (c8[i]?.loss ?? Number.NaN)));
       const n = examples.length;
       const row = {
         arch,
         model: hub,
         randomWeights: runs.none!.random,
-        training: { limitTrain, maxLength, batchSize, learningRate, epochs: 1, seed: 42, threads },
-        trainSeconds: { none: runs.none!.seconds, int8: runs.int8!.seconds },
+        training: trained
+          ? {
+              from: "--trained",
+              run: JSON.parse(readFileSync(path.join(trained, "run.json"), "utf8")).identity,
+            }
+          : { limitTrain, maxLength, batchSize, learningRate, epochs: 1, seed: 42, threads },
+        trainSeconds: { none: runs.none!.seconds, int8: runs.int8?.seconds ?? Number.NaN },
         testProteins: n,
         labelAgreement: same / n,
         labelsChanged: n - same,

@@ -79,6 +79,11 @@ export interface OnnxEngineOptions {
   lora?: LoraModel;
   /** "int8": the frozen encoder Linears run on int8 weights (default "none"). */
   quantize?: Quantize;
+  /**
+   * Inference graphs on onnxruntime's fused kernels (GraphPlan.fused; default true).
+   * false gives the standard-op graph the training passes use (tests compare the two).
+   */
+  fused?: boolean;
 }
 
 /** The int8 form of one frozen Linear, from the float weight whose data it was made of. */
@@ -146,13 +151,13 @@ export class OnnxEsmEngine implements EsmEngine {
   /** Classification logits `[B, numLabels]` (row-major) for a batch; no gradients. */
   logits(batch: TokenBatch): Float32Array {
     this.weights.refresh();
-    const plan = this.plan(new Set(), false);
+    const plan = this.inferencePlan();
     const key = `forward:${signature(plan)}`;
     const session = this.session(key, () => {
       const eg = new EsmGraph("esm2_forward", plan);
       this.bakeInt8(key, eg.g, plan);
       let h = eg.embed();
-      for (let i = 0; i < plan.config.numHiddenLayers; i++) h = eg.layer(i, h).out;
+      for (let i = 0; i < plan.config.numHiddenLayers; i++) h = eg.layerForward(i, h);
       eg.g.output(OUT.logits, eg.head(h).logits, "float", ["B", plan.config.numLabels]);
       return eg.g.build();
     });
@@ -164,11 +169,11 @@ export class OnnxEsmEngine implements EsmEngine {
   /** The last hidden state `[B * L * H]` (row-major) for a batch; no gradients. */
   lastHiddenState(batch: TokenBatch): Float32Array {
     this.weights.refresh();
-    const plan = this.plan(new Set(), false);
+    const plan = this.inferencePlan();
     const session = this.session(`hidden:${signature(plan)}`, () => {
       const eg = new EsmGraph("esm2_hidden", plan);
       let h = eg.embed();
-      for (let i = 0; i < plan.config.numHiddenLayers; i++) h = eg.layer(i, h).out;
+      for (let i = 0; i < plan.config.numHiddenLayers; i++) h = eg.layerForward(i, h);
       eg.g.output(OUT.lastHidden, eg.lastHiddenState(h), "float", [
         "B",
         "L",
@@ -197,11 +202,11 @@ export class OnnxEsmEngine implements EsmEngine {
     }
     if (layer === n) return this.lastHiddenState(batch);
     this.weights.refresh();
-    const plan = this.plan(new Set(), false);
+    const plan = this.inferencePlan();
     const session = this.session(`hidden:${layer}:${signature(plan)}`, () => {
       const eg = new EsmGraph("esm2_hidden", plan);
       let h = eg.embed();
-      for (let i = 0; i < layer; i++) h = eg.layer(i, h).out;
+      for (let i = 0; i < layer; i++) h = eg.layerForward(i, h);
       eg.g.output(OUT.hidden, h, "float", null);
       return eg.g.build();
     });
@@ -601,6 +606,11 @@ export class OnnxEsmEngine implements EsmEngine {
     return out;
   }
 
+  /** The plan of graphs with no backward pass: nothing trains, fused kernels (see options). */
+  private inferencePlan(): GraphPlan {
+    return { ...this.plan(new Set(), false), fused: this.options.fused ?? true };
+  }
+
   /** Which modules train, carry LoRA, and which norms train, for this model and `trainable`. */
   private plan(trainable: Set<string>, training: boolean): GraphPlan {
     const lora = this.options.lora;
@@ -767,7 +777,7 @@ function signature(plan: GraphPlan, part?: number | "head"): string {
     return JSON.stringify([mods, norms]);
   };
   const c = plan.config;
-  const shape = `g${plan.headGroups ?? 1}/${c.hiddenSize}/${c.numAttentionHeads}/${c.intermediateSize}/${c.numLabels}/${c.vocabSize}/${c.layerNormEps}/${plan.loss ?? "cross_entropy"}`;
+  const shape = `g${plan.headGroups ?? 1}${plan.fused ? "f" : ""}/${c.hiddenSize}/${c.numAttentionHeads}/${c.intermediateSize}/${c.numLabels}/${c.vocabSize}/${c.layerNormEps}/${plan.loss ?? "cross_entropy"}`;
   if (part === undefined) return `${shape}:${pick(() => true)}`;
   if (part === "head")
     return `${shape}:${pick(isClassifier)}:${plan.trainableNorms.has(FINAL_NORM)}`;

@@ -48,7 +48,7 @@ import {
 } from "../model/architecture";
 import type { EsmConfig } from "../model/config";
 import { MASK_VALUE } from "../model/esm2";
-import { floatAttr, GraphBuilder } from "./graph";
+import { floatAttr, GraphBuilder, MS_DOMAIN } from "./graph";
 import { DType } from "./proto";
 import {
   int8BackwardMatMul,
@@ -113,6 +113,14 @@ export interface GraphPlan {
   int8Kernel?: "MatMulInteger" | "DynamicQuantizeMatMul";
   /** The loss of training graphs (default cross-entropy: single-label classification). */
   loss?: LossKind;
+  /**
+   * Graphs without a backward pass (the engine's inference): `layerForward` uses
+   * onnxruntime's fused CPU kernels (com.microsoft RotaryEmbedding, MultiHeadAttention,
+   * Gelu) and, when query, key and value are all int8 with DynamicQuantizeMatMul, one
+   * matmul for the three (the activations quantized once). Not for the export, which
+   * keeps standard-domain ops.
+   */
+  fused?: boolean;
 }
 
 /** The loss a training graph ends with, one per problem type. */
@@ -341,6 +349,15 @@ export class EsmGraph {
       if (p.hasBias) inputs.push(this.param(`${module}.bias`, [outF]));
       y = g.op("Gemm", inputs);
     }
+    return this.loraSide(m, x, y);
+  }
+
+  /** Adds `m`'s LoRA side path (if it has one) to its base output `y`. */
+  private loraSide(m: LinearModule, x: string, base: string): { y: string; s: LinearSaved } {
+    const g = this.g;
+    const { name: module, inFeatures: inF, outFeatures: outF } = m;
+    const p = this.modulePlan(module);
+    let y = base;
     const s: LinearSaved = { x, inF, outF };
     if (p.lora) {
       const r = p.lora.rank;
@@ -528,6 +545,137 @@ export class EsmGraph {
         fo: fo.s,
       },
     };
+  }
+
+  /**
+   * Encoder layer `i` on `[N, H]` rows for a graph with no backward pass: `layer`'s
+   * maths, on onnxruntime's fused kernels when the plan says `fused` (see GraphPlan).
+   */
+  layerForward(i: number, h: string): string {
+    if (!this.plan.fused) return this.layer(i, h).out;
+    const g = this.g;
+    const P = layerPrefix(i);
+    const m = (role: LinearRole) => layerLinear(this.plan.config, i, role);
+    const d = this.dims();
+    const n1 = this.normForward(`${P}${LAYER.attnNorm}`, h);
+    const [q, k, v] = this.queryKeyValue([m("query"), m("key"), m("value")], n1);
+    const rows3 = (x: string) => g.op("Reshape", [x, d.blh]); // [B, L, H]
+    const t = this.fusedTables();
+    const rotate = (x: string) =>
+      g.op(
+        "RotaryEmbedding",
+        [rows3(x), t.positions, t.cosCache, t.sinCache],
+        { num_heads: this.nh, interleaved: 0 },
+        MS_DOMAIN,
+      );
+    // One more dimension per query/key head carries the padding mask (see fusedTables).
+    const widen = (x3: string, extra: string) =>
+      g.op("Reshape", [
+        g.op("Concat", [g.op("Reshape", [x3, d.blnh]), extra], { axis: 3 }),
+        t.wide,
+      ]);
+    const context = g.op(
+      "MultiHeadAttention",
+      [widen(rotate(q), t.qExtra), widen(rotate(k), t.kExtra), rows3(v)],
+      { num_heads: this.nh, scale: floatAttr(this.hd ** -0.5) },
+      MS_DOMAIN,
+    ); // [B, L, H]
+    const o = this.linear(m("attnOut"), g.op("Reshape", [context, g.i64([-1, this.H])]));
+    const h1 = g.op("Add", [h, o.y]);
+    const n2 = this.normForward(`${P}${LAYER.ffnNorm}`, h1);
+    const fi = this.linear(m("ffnIn"), n2);
+    const gelu = g.op("Gelu", [fi.y], {}, MS_DOMAIN);
+    const fo = this.linear(m("ffnOut"), gelu);
+    return g.op("Add", [h1, fo.y]);
+  }
+
+  private fusedTab?: {
+    cosCache: string;
+    sinCache: string;
+    positions: string;
+    qExtra: string;
+    kExtra: string;
+    wide: string;
+  };
+
+  /**
+   * What the fused kernels take, made once per graph from the tables: rotary caches
+   * `[L, hd / 2]` (the first half of the `[L, 1, hd]` cos/sin tables: ESM-2 rotates
+   * halves, RotaryEmbedding's `interleaved = 0`) and positions from 0 (`[1]`: an offset).
+   * Padding: onnxruntime's CPU MultiHeadAttention runs its flash-attention kernel only
+   * without a mask input, so the mask rides in one extra dimension of each query and key
+   * head (`[B, L, nh, 1]`): 1 for every query, 0 for a real key and -1e9 for a padding
+   * key. A real key's score is unchanged (an added 1 x 0); a padding key's is about -1e9
+   * times the scale, whose softmax weight is exactly 0 in float32, as with the additive
+   * mask. `wide` is the `[B, L, nh * (hd + 1)]` shape of the widened query and key.
+   */
+  private fusedTables() {
+    if (this.fusedTab) return this.fusedTab;
+    const g = this.g;
+    const { cos, sin } = this.rope();
+    const half = (t: string) =>
+      g.op("Reshape", [
+        g.op("Slice", [t, g.i64([0]), g.i64([this.hd / 2]), g.i64([2])]),
+        g.i64([-1, this.hd / 2]),
+      ]);
+    const d = this.dims();
+    const perHead = g.op("Concat", [d.b, d.l, g.i64([this.nh, 1])], { axis: 0 });
+    const real = g.op("Equal", [
+      g.op("Reshape", [this.addMask(), g.i64([0, -1, 1, 1])]),
+      g.f32([0]),
+    ]);
+    this.fusedTab = {
+      cosCache: half(cos),
+      sinCache: half(sin),
+      positions: g.i64([0]),
+      qExtra: g.op("Expand", [g.f32([1]), perHead]),
+      kExtra: g.op("Expand", [g.op("Where", [real, g.f32([0]), g.f32([-1e9])]), perHead]),
+      wide: g.op("Concat", [d.b, d.l, g.i64([this.nh * (this.hd + 1)])], { axis: 0 }),
+    };
+    return this.fusedTab;
+  }
+
+  /** LayerNorm with only its output (graphs with no backward pass). */
+  private normForward(module: string, x: string): string {
+    const w = this.param(`${module}.weight`, [this.H]);
+    const b = this.param(`${module}.bias`, [this.H]);
+    return this.g.op("LayerNormalization", [x, w, b], { axis: -1, epsilon: floatAttr(this.eps) });
+  }
+
+  /**
+   * Query, key and value of one layer. When all three are int8 on DynamicQuantizeMatMul
+   * with biases: one matmul on their codes side by side (`[in, 3 out]`; onnxruntime folds
+   * the constant Concat at load), so the activations are quantized once, then split;
+   * LoRA side paths are added per module after the split.
+   */
+  private queryKeyValue(ms: LinearModule[], x: string): string[] {
+    const g = this.g;
+    const plans = ms.map((m) => this.modulePlan(m.name));
+    const fuse =
+      this.plan.int8Kernel === "DynamicQuantizeMatMul" &&
+      plans.every((p) => p.int8 && p.hasBias) &&
+      ms.every((m) => m.inFeatures === ms[0]!.inFeatures);
+    if (!fuse) return ms.map((m) => this.linear(m, x).y);
+    const codes: string[] = [];
+    const scales: string[] = [];
+    const biases: string[] = [];
+    for (const m of ms) {
+      // Codes then scales per module: the engine quantizes each module once for both.
+      codes.push(
+        g.input(this.names(int8WeightName(m.name)), "int8", [m.inFeatures, m.outFeatures]),
+      );
+      scales.push(this.param(int8ScaleName(m.name), [m.outFeatures]));
+      biases.push(this.param(`${m.name}.bias`, [m.outFeatures]));
+    }
+    const y = int8DynamicMatMul(
+      g,
+      x,
+      g.op("Concat", codes, { axis: 1 }),
+      g.op("Concat", scales, { axis: 0 }),
+      g.op("Concat", biases, { axis: 0 }),
+    );
+    const parts = g.opN("Split", [y, g.i64(ms.map((m) => m.outFeatures))], 3, { axis: -1 });
+    return ms.map((m, j) => this.loraSide(m, x, parts[j]!).y);
   }
 
   /** Backward through layer `i`: `dOut [N, H]` -> `dh [N, H]`, recording gradients. */

@@ -31,6 +31,9 @@ function toAttr(v: Attrs[string]): AttrValue {
 }
 
 /** A float attribute that happens to be an integer (e.g. alpha = 1). */
+/** The domain of onnxruntime's contrib ops (DynamicQuantizeMatMul, MultiHeadAttention, ...). */
+export const MS_DOMAIN = "com.microsoft";
+
 export function floatAttr(value: number): { floats: number[] } & { single: true } {
   return { floats: [value], single: true };
 }
@@ -150,7 +153,7 @@ export class GraphBuilder {
       inputs: this.inputs,
       outputs: this.outputs,
       opset,
-      extraOpsets: { "com.microsoft": 1 },
+      extraOpsets: { [MS_DOMAIN]: 1 },
     };
   }
 

@@ -22,7 +22,7 @@
 import { readFileSync } from "node:fs";
 import { arch } from "node:os";
 import { ConfigError } from "../errors";
-import type { GraphBuilder } from "./graph";
+import { type GraphBuilder, MS_DOMAIN } from "./graph";
 import { DType } from "./proto";
 
 /** How the frozen base's Linear weights are held by the onnx engine (see this file). */
@@ -185,8 +185,6 @@ export function int8BackwardMatMul(
 ): string {
   return g.op("DynamicQuantizeMatMul", [g.op("Mul", [dy, scales]), wqT, g.f32([1])], {}, MS_DOMAIN);
 }
-
-const MS_DOMAIN = "com.microsoft";
 
 /** Input names of a quantized Linear's weight and scales, by module name. */
 export function int8WeightName(module: string): string {

@@ -1,7 +1,8 @@
 /**
- * The default PredictorLoader: ESM-2 in worker threads (`ESMKIT_WORKERS`; default one
- * with the onnx engine, which holds the weights once and uses every core, else
- * min(2, cores); see worker-predictor.ts; 0 runs it on the main thread). src/register-defaults.ts registers it,
+ * The default PredictorLoader: ESM-2 in worker threads (one with the onnx engine, which
+ * holds the weights once and uses every core; `ESMKIT_WORKERS`, default min(2, cores),
+ * with the tfjs engine; see worker-predictor.ts; `ESMKIT_WORKERS=0` runs it on the main
+ * thread). src/register-defaults.ts registers it,
  * loading this file (and TensorFlow.js) only when a predictor is first loaded: the HTTP
  * layer does not need them.
  */

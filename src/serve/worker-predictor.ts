@@ -1,13 +1,15 @@
 /**
  * A Predictor that runs ESM-2 in worker threads: the HTTP thread never blocks on a
  * forward pass (so /ping answers within SageMaker's 2 s while the model works), and
- * with N workers N batches run at once on N cores (wasm runs one thread per instance).
- * Each worker holds its own copy of the weights: N times the memory.
+ * with the tfjs engine (one thread per wasm instance) N workers run N batches at once
+ * on N cores, each with its own copy of the weights.
  *
- * Without an explicit worker count, one worker starts first with every core for its
- * onnxruntime threads; if it runs the onnx engine (which spreads one batch over the
- * cores itself), it stays the only one, so the weights are held once. Otherwise (the
- * tfjs engine: one thread per instance on wasm) the others start then, up to min(2, cores).
+ * The first worker starts with every core for its onnxruntime threads. If it runs the
+ * onnx engine it stays the only one, whatever the worker count asked for: onnxruntime
+ * already spreads each batch over every core, and onnxruntime-node cannot share a
+ * session or its weights between threads, so more workers would only add copies of the
+ * weights. With the tfjs engine the others start then: the count asked for, else
+ * min(2, cores).
  */
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -23,8 +25,8 @@ import type { ClassProbabilities, EmbeddingRequest, Predictor } from "./predicto
 
 export interface WorkerPredictorOptions extends EsmPredictorOptions {
   /**
-   * Worker threads, each with a copy of the weights (default: one with the onnx engine,
-   * else min(2, cores); see the file comment).
+   * Worker threads for the tfjs engine, each with a copy of the weights (default
+   * min(2, cores)). The onnx engine always runs one worker (see the file comment).
    */
   workers?: number;
 }
@@ -132,20 +134,16 @@ export async function loadWorkerPredictor(
   };
   let info: Ready;
   try {
-    if (explicit === undefined) {
-      // One worker with every core first; more only when its engine is not onnx.
-      info = await start(optionsFor(1));
-      if (info.engineName !== "onnx" && most > 1) {
-        await Promise.all(Array.from({ length: most - 1 }, () => start(optionsFor(most))));
-      }
-    } else {
-      const ready = Array.from({ length: explicit }, () => start(optionsFor(explicit)));
-      [info] = (await Promise.all(ready)) as [Ready];
-      if (explicit > 1 && info.engineName === "onnx") {
+    // One worker with every core first; more only when its engine is not onnx.
+    info = await start(optionsFor(1));
+    if (info.engineName === "onnx") {
+      if (explicit !== undefined && explicit > 1) {
         warn(
-          `${explicit} workers on the onnx engine: each holds its own copy of the weights (${explicit} copies in memory); one worker already spreads each batch over every core, which is the default (ESMKIT_WORKERS unset)`,
+          `workers=${explicit} on the onnx engine: one worker runs the model and holds the weights once, its onnxruntime spreading each batch over the cores (each further worker would hold another copy); the worker count applies to the tfjs engine`,
         );
       }
+    } else if (most > 1) {
+      await Promise.all(Array.from({ length: most - 1 }, () => start(optionsFor(most))));
     }
   } catch (e) {
     await Promise.all(slots.map((s) => s.worker.terminate()));

@@ -22,8 +22,10 @@ import { before, test } from "node:test";
 import { ensureBackend } from "../../src/backend";
 import { ConfigError } from "../../src/errors";
 import { applyLora } from "../../src/lora/lora";
+import { classificationLinears } from "../../src/model/architecture";
 import { fromPretrained } from "../../src/model/pretrained";
 import { OnnxEsmEngine } from "../../src/onnx";
+import { EsmGraph } from "../../src/onnx/esm-graph";
 import type { OrtSession } from "../../src/onnx/runtime";
 import { createEngine } from "../../src/onnx/select";
 import { SessionFiles } from "../../src/onnx/session-files";
@@ -305,4 +307,57 @@ test("int8 refusals: a trained base, an unknown choice, the tfjs engine (predict
   disposeBatch(batch);
   i8.dispose();
   model.dispose();
+});
+
+test("int8 inference: query, key and value in one DynamicQuantizeMatMul (activations quantized once), LoRA side paths added after the split", async () => {
+  const model = await loadTiny();
+  const lora = applyLora(model, {
+    rank: 4,
+    alpha: 8,
+    dropout: 0,
+    targetModules: ["query", "value"],
+  });
+  randomiseLoraB(lora, 2);
+  try {
+    // The fused graph: 4 DynamicQuantizeMatMul per layer (query/key/value, attention
+    // output, FFN in and out) instead of 6.
+    const config = model.config;
+    const modules = new Map(
+      classificationLinears(config).map((m) => [
+        m.name,
+        { hasBias: m.bias, trainable: false, lora: null, int8: !m.name.startsWith("classifier") },
+      ]),
+    );
+    const count = (fused: boolean) => {
+      const eg = new EsmGraph("probe", {
+        config,
+        modules,
+        trainableNorms: new Set<string>(),
+        int8Kernel: "DynamicQuantizeMatMul",
+        fused,
+      });
+      eg.layerForward(0, "h");
+      return eg.g.modelDef().nodes.filter((n) => n.op === "DynamicQuantizeMatMul").length;
+    };
+    assert.deepEqual([count(true), count(false)], [4, 6]);
+    const batch = tokenBatch(gradRows());
+    const f32 = new OnnxEsmEngine(model, { lora });
+    const fused = new OnnxEsmEngine(model, { lora, quantize: "int8" });
+    const plain = new OnnxEsmEngine(model, { lora, quantize: "int8", fused: false });
+    const noLora = new OnnxEsmEngine(model, { quantize: "int8" });
+    const want = f32.logits(batch);
+    const a = diff(fused.logits(batch), want);
+    const b = diff(plain.logits(batch), want);
+    const loraEffect = diff(noLora.logits(batch), want);
+    console.log(
+      `int8 with LoRA vs float32: fused ${a.abs.toExponential(2)}, standard ops ${b.abs.toExponential(2)}; LoRA moves logits by ${loraEffect.abs.toExponential(2)}`,
+    );
+    const tol = tolerances(fused.int8Range.reduceRange);
+    assert.ok(a.rel <= tol.rel / 3 && b.rel <= tol.rel / 3, JSON.stringify({ a, b }));
+    // The adapters count in the fused graph: leaving them out moves the logits far more.
+    assert.ok(loraEffect.abs > 5 * a.abs, JSON.stringify({ a, loraEffect }));
+    for (const e of [f32, fused, plain, noLora]) e.dispose();
+  } finally {
+    model.dispose();
+  }
 });

@@ -79,21 +79,39 @@ test("worker-thread predictor by default: one worker on the onnx engine (one cop
   } finally {
     await tfjs.dispose();
   }
-});
-
-test("worker-thread predictor: same answers as in-process, /ping stays responsive while it works", async () => {
+  // An explicit count is what the tfjs engine gets, without a notice.
   const warnings: string[] = [];
-  const workers = await loadWorkerPredictor(MODEL, {
-    workers: 2,
+  const three = await loadWorkerPredictor(MODEL, {
+    engine: "tfjs",
+    workers: 3,
     onWarning: (m) => warnings.push(m),
   });
   try {
-    assert.equal(workers.concurrency, 2);
-    // Two onnx workers hold two copies of the weights: said once, at start.
+    assert.equal(three.concurrency, 3);
+    assert.deepEqual(warnings, []);
+    const [a] = await three.predict(SEQS.slice(0, 1));
+    const [d] = await predictor.predict(SEQS.slice(0, 1));
+    for (const [k, p] of d!.probabilities.entries())
+      assert.ok(Math.abs(p - a!.probabilities[k]!) < 1e-4);
+  } finally {
+    await three.dispose();
+  }
+});
+
+test("worker-thread predictor: workers=2 on onnx is one worker (one copy of the weights), same answers as in-process, /ping stays responsive while it works", async () => {
+  const warnings: string[] = [];
+  const workers = await loadWorkerPredictor(MODEL, {
+    workers: 2,
+    engine: "onnx",
+    onWarning: (m) => warnings.push(m),
+  });
+  try {
+    // onnxruntime-node cannot share weights between threads: one worker, said once.
+    assert.equal(workers.concurrency, 1);
     assert.equal(warnings.length, 1, warnings.join("\n"));
     assert.match(
       warnings[0]!,
-      /^2 workers on the onnx engine: each holds its own copy of the weights/,
+      /^workers=2 on the onnx engine: one worker runs the model and holds the weights once/,
     );
     assert.deepEqual(workers.labels, predictor.labels);
     const [a, b] = await Promise.all([workers.predict(SEQS), workers.predict(SEQS.slice(1))]);
