@@ -189,9 +189,10 @@ interface Trainer {
   /** One full optimizer step over the whole batch; returns the loss. */
   step(): number;
   /**
-   * onnx: a 1 x 8 forward pass, which loads onnxruntime, starts its threads and copies
-   * the frozen weights into onnxruntime tensors (done once per process), so that a
-   * memory measurement after it sees the training step alone. tfjs: nothing.
+   * onnx: a 1 x 8 forward pass, which loads onnxruntime, starts its threads and makes
+   * what the engine keeps of the frozen weights (int8 codes; on backends other than wasm,
+   * float32 copies; done once per process), so that a memory measurement after it sees
+   * the training step alone. tfjs: nothing.
    */
   settle(): void;
   dispose(): void;
@@ -469,8 +470,8 @@ const maxRss = () => process.resourceUsage().maxRSS * 1024;
  * Peak activation memory and time of one full training step, in a fresh process.
  *
  * onnx: the max-RSS rise over the first step (onnxruntime allocates outside any tensor
- * count we could read), with the model, adapter, optimizer, batch and the engine's weight
- * copies already in place (`settle`). tfjs: tf.profile's peakBytes (every tensor alive at
+ * count we could read), with the model, adapter, optimizer, batch and the engine's weights
+ * already in place (`settle`). tfjs: tf.profile's peakBytes (every tensor alive at
  * once) minus the bytes alive before the step; the max-RSS rise is reported beside it.
  * The measured step doubles as the warm-up; the time is the median of `repeats` further
  * steps.
@@ -498,7 +499,7 @@ async function memory(p: MemoryParams) {
     checkpointing: p.checkpointing ?? false,
     method:
       peakBytes === null
-        ? "max RSS increase over the first training step in a fresh process (process.resourceUsage().maxRSS after minus before; model, adapter, optimizer, batch and onnxruntime weight copies built before)"
+        ? "max RSS increase over the first training step in a fresh process (process.resourceUsage().maxRSS after minus before; model, adapter, optimizer, batch and the engine's weights built before)"
         : "tf.profile peakBytes minus tf.memory().numBytes before the step",
     activationBytes: peakBytes === null ? rssRise : peakBytes - tensorBytesBefore,
     ...(peakBytes === null ? {} : { peakBytes, baselineBytes: tensorBytesBefore }),

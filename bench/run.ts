@@ -1156,7 +1156,7 @@ async function memoryCase(ctx: Ctx) {
     }
     const ourMethod =
       ctx.o.engine === "onnx"
-        ? "esmkit (onnx): the max-RSS rise over the first training step in a fresh process, with the model, adapter, optimizer, batch and onnxruntime's weight copies built before"
+        ? "esmkit (onnx): the max-RSS rise over the first training step in a fresh process, with the model, adapter, optimizer, batch and the engine's weights built before"
         : "esmkit (tfjs): tf.profile peakBytes minus the tensor bytes alive before the step";
     return {
       case: name,

@@ -1,8 +1,8 @@
 /**
  * The onnx engine (an EsmEngine, src/engine/engine.ts): ESM-2 forward passes and LoRA /
  * full training steps run by onnxruntime's native CPU kernels instead of tfjs, on the
- * same weights (read from the model's tf.Variables) and with the same results within
- * float32 rounding. The tfjs model stays the owner of every weight: optimizers,
+ * same weights (read from the model's tf.Variables: in place on the wasm backend, with
+ * no copy; weights.ts) and with the same results within float32 rounding. The tfjs model stays the owner of every weight: optimizers,
  * checkpoints, adapters and saving are unchanged; this class only computes logits,
  * hidden states, losses and gradients.
  *
@@ -480,7 +480,11 @@ export class OnnxEsmEngine implements EsmEngine {
     return shape;
   }
 
-  /** A weight as an onnxruntime tensor; frozen ones are cached until reassigned. */
+  /**
+   * A weight as an onnxruntime tensor: a view of the tfjs variable's own memory where the
+   * weights allow it (weights.ts `view`; made for this run only, never kept), else a copy,
+   * which for frozen weights is cached until reassigned.
+   */
   private weight(key: string, trainable: Set<string>): OrtTensor {
     const int8 = int8Input(key);
     if (int8) {
@@ -500,6 +504,8 @@ export class OnnxEsmEngine implements EsmEngine {
     }
     const version = this.weights.version(key);
     if (!version) throw new Error(`The graph needs ${key}, which the model does not hold`);
+    const view = this.weights.view?.(key);
+    if (view) return floatTensor(view, this.shapeOf(key));
     if (!trainable.has(key)) {
       const hit = this.weightCache.get(version);
       if (hit) return hit;
@@ -663,7 +669,9 @@ export class OnnxEsmEngine implements EsmEngine {
       throw new Error(`The graph needs ${key}, which the model does not hold`);
     }
     const [inF, outF] = this.shapeOf(key) as [number, number]; // [in, out]
-    return quantizeInt8(this.weights.read(key), inF, outF, {
+    // A view where possible: quantizing allocates nothing in TensorFlow.js.
+    const values = this.weights.view?.(key) ?? this.weights.read(key);
+    return quantizeInt8(values, inF, outF, {
       reduceRange: this.int8Range.reduceRange,
     });
   }
