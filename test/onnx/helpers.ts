@@ -8,8 +8,11 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import type { MicroBatch, StepResult, TokenBatch } from "../../src/engine/engine";
 import type { LoraModel } from "../../src/lora/lora";
+import { classificationLinears } from "../../src/model/architecture";
+import type { EsmConfig } from "../../src/model/config";
 import type { Esm2Model } from "../../src/model/esm2";
 import { fromPretrained } from "../../src/model/pretrained";
+import { EsmGraph } from "../../src/onnx/esm-graph";
 import { SeededRandom } from "../../src/util/random";
 import { REPO_ROOT } from "../helpers/python";
 
@@ -162,3 +165,31 @@ export const loadTiny = () =>
 export const CLASS_WEIGHTS = [0.7, 1.8];
 /** Different lengths, padding, <mask> tokens; labels of both classes. */
 export const gradRows = () => makeRows([11, 6, 9], 11, [1, 0, 1], 21, [[4], [], [2, 6]]);
+
+/**
+ * The op types of encoder layer 0 as an inference graph builds it (`layerForward`),
+ * every module frozen; `int8`: the encoder Linears int8 on DynamicQuantizeMatMul.
+ */
+export function layerOps(config: EsmConfig, options: { fused: boolean; int8?: boolean }): string[] {
+  const int8 = options.int8 ?? false;
+  const modules = new Map(
+    classificationLinears(config).map((m) => [
+      m.name,
+      {
+        hasBias: m.bias,
+        trainable: false,
+        lora: null,
+        int8: int8 && !m.name.startsWith("classifier"),
+      },
+    ]),
+  );
+  const eg = new EsmGraph("probe", {
+    config,
+    modules,
+    trainableNorms: new Set<string>(),
+    fused: options.fused,
+    ...(int8 ? { int8Kernel: "DynamicQuantizeMatMul" as const } : {}),
+  });
+  eg.layerForward(0, "h");
+  return eg.g.modelDef().nodes.map((n) => n.op);
+}

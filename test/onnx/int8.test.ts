@@ -22,10 +22,8 @@ import { before, test } from "node:test";
 import { ensureBackend } from "../../src/backend";
 import { ConfigError } from "../../src/errors";
 import { applyLora } from "../../src/lora/lora";
-import { classificationLinears } from "../../src/model/architecture";
 import { fromPretrained } from "../../src/model/pretrained";
 import { OnnxEsmEngine } from "../../src/onnx";
-import { EsmGraph } from "../../src/onnx/esm-graph";
 import type { OrtSession } from "../../src/onnx/runtime";
 import { createEngine } from "../../src/onnx/select";
 import { SessionFiles } from "../../src/onnx/session-files";
@@ -37,6 +35,7 @@ import {
   disposeResult,
   fullParams,
   gradRows,
+  layerOps,
   loadTiny,
   MODEL_FIX,
   microBatch,
@@ -321,24 +320,9 @@ test("int8 inference: query, key and value in one DynamicQuantizeMatMul (activat
   try {
     // The fused graph: 4 DynamicQuantizeMatMul per layer (query/key/value, attention
     // output, FFN in and out) instead of 6.
-    const config = model.config;
-    const modules = new Map(
-      classificationLinears(config).map((m) => [
-        m.name,
-        { hasBias: m.bias, trainable: false, lora: null, int8: !m.name.startsWith("classifier") },
-      ]),
-    );
-    const count = (fused: boolean) => {
-      const eg = new EsmGraph("probe", {
-        config,
-        modules,
-        trainableNorms: new Set<string>(),
-        int8Kernel: "DynamicQuantizeMatMul",
-        fused,
-      });
-      eg.layerForward(0, "h");
-      return eg.g.modelDef().nodes.filter((n) => n.op === "DynamicQuantizeMatMul").length;
-    };
+    const count = (fused: boolean) =>
+      layerOps(model.config, { fused, int8: true }).filter((op) => op === "DynamicQuantizeMatMul")
+        .length;
     assert.deepEqual([count(true), count(false)], [4, 6]);
     const batch = tokenBatch(gradRows());
     const f32 = new OnnxEsmEngine(model, { lora });
