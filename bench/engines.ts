@@ -15,11 +15,7 @@ import { applyLora } from "../src/lora/lora";
 import { esm2Config } from "../src/model/config";
 import { Esm2Model } from "../src/model/esm2";
 import { createEngine } from "../src/onnx/select";
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
+import { median } from "./median";
 
 function time(repeats: number, f: () => void): number {
   f(); // warm-up: graphs built, sessions and kernels initialised

@@ -37,6 +37,7 @@ import { parseFasta } from "../src/serve/fasta";
 import { loadEsmPredictor } from "../src/serve/model-predictor";
 import { clipGradNorm } from "../src/train/clip";
 import { AdamW } from "../src/train/optimizer";
+import { median } from "./median";
 
 export const RESULT_MARK = "@@BENCH ";
 
@@ -138,12 +139,6 @@ interface PrepareParams {
   input: string;
   out: string;
   repeats: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function readIds(file: string): IdsFile {

@@ -37,6 +37,7 @@ import {
   type ValueInfo,
 } from "../src/onnx/proto";
 import { SeededRandom } from "../src/util/random";
+import { median } from "./median";
 
 // proto.ts names only the types the engine emits today; the quantized graphs need the
 // 8-bit ones too (TensorProto.DataType UINT8 = 2, INT8 = 3). Phase 2 adds them there.
@@ -429,12 +430,6 @@ interface Row {
   maxRelErr?: number;
   meanRelErr?: number;
   error?: string;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function runVariant(

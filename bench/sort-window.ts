@@ -24,13 +24,8 @@ import { type Esm2PresetName, esm2Config } from "../src/model/config";
 import { Esm2Model } from "../src/model/esm2";
 import { OnnxEsmEngine } from "../src/onnx/engine";
 import { proteinBatches } from "./esmkit-side";
+import { median } from "./median";
 import { deeplocProteins } from "./proteins";
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function main(): Promise<void> {
   const { values: v } = parseArgs({

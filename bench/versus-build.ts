@@ -25,18 +25,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { SeededRandom } from "../src/util/random";
+import { median } from "./median";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
 interface Side {
   name: string;
   root: string;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 /** One `esmkit-side.js` run of `side`; its last `@@BENCH` answer. */
