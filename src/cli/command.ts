@@ -150,6 +150,39 @@ function parseOptions(flags: FlagTable) {
 }
 
 /**
+ * `--NAME -2` as `--NAME=-2` for a flag that takes a value. parseArgs refuses a value that
+ * starts with a dash as ambiguous, but a negative number is never a flag here (no flag
+ * name starts with a digit), and `--layer -2` is what a user types. Nothing after `--`
+ * is touched.
+ */
+function joinNegativeNumbers(
+  argv: string[],
+  options: Record<string, { type: "string" | "boolean" }>,
+): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const next = argv[i + 1];
+    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : undefined;
+    if (
+      name !== undefined &&
+      Object.hasOwn(options, name) &&
+      options[name]!.type === "string" &&
+      next !== undefined &&
+      /^-(\d|\.\d)/.test(next)
+    ) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+/**
  * argv -> typed values (defaults filled in) and the names of the flags given. Throws a
  * FlagError for an unknown flag, a missing value or a bad one.
  */
@@ -159,6 +192,7 @@ export function parseFlags<F extends FlagTable>(
   command: string,
 ): { values: Values<F>; given: Set<Names<F>> } {
   const options = parseOptions(flags);
+  argv = joinNegativeNumbers(argv, options);
   const help = `; see "esmkit ${command} --help"`;
   // A lenient pass finds unknown flags first, to name them with a suggestion.
   const loose = parseArgs({ args: argv, options, strict: false, tokens: true });

@@ -53,6 +53,12 @@ test("bad values exit 2, quoting the flag, the value and what is accepted", asyn
     [[...SM_TRAIN, "--hp", "max_steps"], /--hp expects KEY=VALUE, got "max_steps"/],
     [["prepare", "--input", "x", "--out", "y", "--seed"], /--seed <value>' argument missing/],
     [[...TRAIN, "extra"], /Unexpected argument 'extra'/],
+    // A negative number reaches the value check instead of parseArgs' "ambiguous".
+    [[...TRAIN, "--seed", "-1"], /--seed expects an integer >= 0, got "-1"/],
+    [
+      ["embed", "--model", "m", "--out", "o.parquet", "--layer", "-1.5"],
+      /--layer expects an integer, got "-1.5"/,
+    ],
   ];
   for (const [argv, message] of cases) {
     const r = await usageError(argv, message);
@@ -138,6 +144,19 @@ test("parsing: defaults filled in but not counted as given; --no-X; repeated and
   );
   assert.deepEqual(r.values, { seq: ["a", "b"], kv: { a: "1", b: "x=y" }, n: 4 });
   assert.deepEqual(parseFlags(table, [], "x").values, { seq: undefined, kv: undefined, n: 3 });
+
+  // A negative number after a flag that takes a value is that value (parseArgs alone
+  // refuses "--n -2" as ambiguous); a dash-word after it is still a missing value.
+  assert.equal(parseFlags(table, ["--n", "-2"], "x").values.n, -2);
+  assert.deepEqual(parseFlags(table, ["--seq", "-0.5", "--seq", "-.5"], "x").values.seq, [
+    "-0.5",
+    "-.5",
+  ]);
+  assert.throws(
+    () => parseFlags(table, ["--n", "--seq", "a"], "x"),
+    /argument is ambiguous|argument missing/,
+  );
+  assert.throws(() => parseFlags(table, ["--n", "-x"], "x"), /ambiguous/);
 });
 
 /** A valid value for every hyperparameter, as the text a user would type. */
