@@ -36,6 +36,7 @@ import {
   makeRows,
   microBatch,
   randomiseLoraB,
+  randomLora,
   readJson,
   tokenBatch,
 } from "./helpers";
@@ -112,13 +113,7 @@ test("checkpointed step with attention split into head groups matches tfjs", asy
   const B = 2;
   const groups = headGroupsFor(heads, B, L);
   assert.ok(groups > 1, `the shape must split the ${heads} heads (got ${groups} group)`);
-  const lora = applyLora(model, {
-    rank: 4,
-    alpha: 8,
-    dropout: 0,
-    targetModules: ["query", "value"],
-  });
-  randomiseLoraB(lora, 2);
+  const lora = randomLora(model);
   lora.training = true;
   const params = lora.trainableVariables();
   const rows = makeRows([L, 301], L, [0, 1], 8, [[7, 400], [20]]);

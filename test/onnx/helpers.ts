@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import type { MicroBatch, StepResult, TokenBatch } from "../../src/engine/engine";
-import type { LoraModel } from "../../src/lora/lora";
+import { applyLora, type LoraModel } from "../../src/lora/lora";
 import { classificationLinears } from "../../src/model/architecture";
 import type { EsmConfig } from "../../src/model/config";
 import type { Esm2Model } from "../../src/model/esm2";
@@ -192,4 +192,11 @@ export function layerOps(config: EsmConfig, options: { fused: boolean; int8?: bo
   });
   eg.layerForward(0, "h");
   return eg.g.modelDef().nodes.map((n) => n.op);
+}
+
+/** LoRA r 4 (alpha 8, no dropout) on `targets`, with random B so that every gradient is non-zero. */
+export function randomLora(model: Esm2Model, targets: string[] = ["query", "value"]): LoraModel {
+  const lora = applyLora(model, { rank: 4, alpha: 8, dropout: 0, targetModules: targets });
+  randomiseLoraB(lora, 2);
+  return lora;
 }

@@ -40,6 +40,7 @@ import {
   MODEL_FIX,
   microBatch,
   randomiseLoraB,
+  randomLora,
   readJson,
   tokenBatch,
 } from "./helpers";
@@ -186,8 +187,7 @@ for (const range of RANGES) {
   test(`${range.name}: int8 weights are baked again when the float weights change (a merge)`, () =>
     withRange(range.env, async () => {
       const model = await loadTiny();
-      const lora = applyLora(model, { rank: 4, alpha: 8, dropout: 0, targetModules: ["query"] });
-      randomiseLoraB(lora, 2);
+      const lora = randomLora(model, ["query"]);
       const i8 = new OnnxEsmEngine(model, { quantize: "int8" });
       const batch = tokenBatch(gradRows());
       const before = i8.logits(batch);
@@ -310,13 +310,7 @@ test("int8 refusals: a trained base, an unknown choice, the tfjs engine (predict
 
 test("int8 inference: query, key and value in one DynamicQuantizeMatMul (activations quantized once), LoRA side paths added after the split", async () => {
   const model = await loadTiny();
-  const lora = applyLora(model, {
-    rank: 4,
-    alpha: 8,
-    dropout: 0,
-    targetModules: ["query", "value"],
-  });
-  randomiseLoraB(lora, 2);
+  const lora = randomLora(model);
   try {
     // The fused graph: 4 DynamicQuantizeMatMul per layer (query/key/value, attention
     // output, FFN in and out) instead of 6.
