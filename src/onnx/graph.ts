@@ -30,10 +30,10 @@ function toAttr(v: Attrs[string]): AttrValue {
   return { kind: "floats", value: v.floats };
 }
 
-/** A float attribute that happens to be an integer (e.g. alpha = 1). */
 /** The domain of onnxruntime's contrib ops (DynamicQuantizeMatMul, MultiHeadAttention, ...). */
 export const MS_DOMAIN = "com.microsoft";
 
+/** A float attribute that happens to be an integer (e.g. alpha = 1). */
 export function floatAttr(value: number): { floats: number[] } & { single: true } {
   return { floats: [value], single: true };
 }
