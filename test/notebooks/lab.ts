@@ -133,10 +133,21 @@ export async function installProbe(page: Page): Promise<void> {
   await page.addInitScript({ content: readFileSync(PROBE, "utf8") });
 }
 
-/** Call `esmkitProbe.<name>(...args)` in the page. */
+/**
+ * Call `esmkitProbe.<name>(...args)` in the page. V8's inspector holds the promise that
+ * page.evaluate awaits only weakly: a garbage collection while it is pending (likely while
+ * a notebook's cells run) fails the call with "Resulting promise was garbage collected".
+ * So the page keeps each pending call in a set until it settles, and what comes back is
+ * the settled value.
+ */
 export async function probe<T>(page: Page, name: string, ...args: unknown[]): Promise<T> {
   const call = `window.esmkitProbe.${name}(${args.map((a) => JSON.stringify(a)).join(", ")})`;
-  return (await page.evaluate(call)) as T;
+  return (await page.evaluate(`(() => {
+    const pending = (window.esmkitPending ??= new Set());
+    const p = Promise.resolve(${call}).finally(() => pending.delete(p));
+    pending.add(p);
+    return p;
+  })()`)) as T;
 }
 
 /** Load JupyterLab at `route` and wait until the app is up. */
